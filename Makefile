@@ -1,0 +1,48 @@
+# nmu — the two commands a user needs: `make figures` and `make test`.
+# Every target creates .venv with the pinned packages when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+SHARED_DATA ?= ../shared/data
+export NMU_DATA ?= $(CURDIR)/data
+
+.PHONY: venv data figures test bench lab clean clean-cache
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Real CIFAR-10 for offline machines: unpack the image-folder archive into the data root if one
+# is at $(SHARED_DATA); with internet, nmu downloads the original files itself.
+data:
+	@if [ ! -d "$(NMU_DATA)/cifar10-jpeg" ] && [ -f "$(SHARED_DATA)/cifar10-jpeg.tar.xz" ]; then \
+		mkdir -p "$(NMU_DATA)" && tar -xJf "$(SHARED_DATA)/cifar10-jpeg.tar.xz" -C "$(NMU_DATA)" && \
+		echo "unpacked CIFAR-10 into $(NMU_DATA)/cifar10-jpeg"; fi
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# Training throughput of nmu's trainer vs a torchvision DataLoader + PIL pipeline (not a test).
+bench: $(STAMP) data
+	$(PY) bench/train_throughput.py
+
+figures: $(STAMP) data
+	$(PY) -m nmu.original --profile $(PROFILE)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Removes executed outputs; the data root (datasets, checkpoints) needs `make clean-cache`.
+clean:
+	rm -rf .pytest_cache build *.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+clean-cache:
+	rm -rf "$(NMU_DATA)/cache" "$(NMU_DATA)/checkpoints"

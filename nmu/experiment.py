@@ -1,0 +1,128 @@
+"""An experiment = profile + dataset + seeds; it hands out splits and the cached original and
+retrained models that every unlearning run is compared against.
+
+    exp = Experiment("quick", seed=0)
+    original = exp.original()                      # trained once, then loaded from the cache
+    split = exp.split("random", fraction=0.1)
+    retrained = exp.retrain(split)                 # same initial weights and recipe, D_r only
+
+Seeds are separate: ``init_seed`` (model weights), ``data_seed`` (batch order and augmentation)
+and ``split_seed`` (random forget sets); each defaults to ``seed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from nmu.cache import cached, checkpoint_path
+from nmu.data import Dataset, load_dataset
+from nmu.models import Classifier, build_model
+from nmu.profiles import Profile, get_profile
+from nmu.splits import Split, class_split, hardest_split, random_split, subclass_split
+from nmu.train import default_device, fit, resolve_precision
+
+CACHE_VERSION = 1  # bump when a change to the trainer or models invalidates stored checkpoints
+
+
+@dataclass
+class TrainedModel:
+    model: Classifier
+    seconds: float
+    """Wall-clock training time of the run that made it (not of loading it)."""
+    sample_loss: torch.Tensor
+    """Mean training loss of each training sample over the run (the difficulty score)."""
+    path: Path
+    was_cached: bool
+
+
+class Experiment:
+    def __init__(self, profile: str | Profile = "quick", dataset: str | None = None, arch: str | None = None,
+                 seed: int = 0, *, init_seed: int | None = None, data_seed: int | None = None,
+                 split_seed: int | None = None, root: str | Path | None = None,
+                 device: str | torch.device | None = None, precision: str = "auto", progress: bool = True):
+        self.profile = get_profile(profile)
+        self.dataset_name = dataset or self.profile.dataset
+        self.root = Path(root) if root is not None else None
+        self.data: Dataset = load_dataset(self.dataset_name, self.root)
+        self.arch = arch or self.profile.arch_for(self.data.name)
+        self.recipe = self.profile.recipe_for(self.data.name)
+        self.init_seed = seed if init_seed is None else init_seed
+        self.data_seed = seed if data_seed is None else data_seed
+        self.split_seed = seed if split_seed is None else split_seed
+        self.device = torch.device(device) if device is not None else default_device()
+        self.precision = resolve_precision(precision, self.device)
+        self.progress = progress
+
+    def __repr__(self) -> str:
+        return (f"Experiment(profile={self.profile.name!r}, data={self.data.name!r}, arch={self.arch!r}, "
+                f"seeds init/data/split={self.init_seed}/{self.data_seed}/{self.split_seed}, "
+                f"device={self.device.type}, precision={self.precision})")
+
+    @cached_property
+    def data_fingerprint(self) -> str:
+        h = hashlib.sha256(self.data.train_images.numpy().tobytes())
+        h.update(self.data.train_labels.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def new_model(self) -> Classifier:
+        """The untrained model every original and retrain run of this experiment starts from."""
+        return build_model(self.arch, self.data.num_classes, self.data.mean, self.data.std, seed=self.init_seed)
+
+    def original(self) -> TrainedModel:
+        """The model trained on the whole training set (cached)."""
+        return self._trained("original", None)
+
+    def retrain(self, split: Split) -> TrainedModel:
+        """The gold standard: the same recipe and initial weights, trained on D_r only (cached)."""
+        return self._trained("retrain", split.validate(len(self.data.train_labels)))
+
+    def split(self, kind: str, *, fraction: float | None = None, cls: str | int | None = None) -> Split:
+        """A forget split: ``random``/``hardest`` take ``fraction``; ``class``/``subclass`` take ``cls``."""
+        d = self.data
+        if kind in ("random", "hardest") and fraction is None:
+            raise ValueError(f"a {kind} split needs fraction=, e.g. 0.1")
+        if kind in ("class", "subclass") and cls is None:
+            raise ValueError(f"a {kind} split needs cls=, a class name or index")
+        if kind == "random":
+            return random_split(d.train_labels, fraction, self.split_seed)
+        if kind == "hardest":
+            return hardest_split(self.original().sample_loss, fraction)
+        if kind == "class":
+            return class_split(d.train_labels, cls, d.classes)
+        if kind == "subclass":
+            return subclass_split(d.train_fine, cls, d.fine_classes)
+        raise ValueError(f"unknown split kind {kind!r}; use random, hardest, class or subclass")
+
+    def _fields(self, kind: str, split: Split | None) -> dict:
+        return {"kind": kind, "dataset": self.data.name, "data": self.data_fingerprint, "arch": self.arch,
+                "recipe": self.recipe.to_dict(), "init_seed": self.init_seed, "data_seed": self.data_seed,
+                "split": split.checksum if split is not None else None, "precision": self.precision,
+                "version": CACHE_VERSION}
+
+    def checkpoint(self, kind: str, split: Split | None = None) -> Path:
+        """Where the ``original`` / ``retrain`` checkpoint of this experiment lives (trained or not)."""
+        return checkpoint_path(kind, self._fields(kind, split), self.root)
+
+    def _trained(self, kind: str, split: Split | None) -> TrainedModel:
+        fields = self._fields(kind, split)
+        idx = torch.from_numpy(split.retain) if split is not None else torch.arange(len(self.data.train_labels))
+
+        def build() -> dict:
+            model = self.new_model()
+            result = fit(model, self.data.train_images[idx], self.data.train_labels[idx], self.recipe,
+                         seed=self.data_seed, device=self.device, precision=self.precision,
+                         record_losses=True, progress=self.progress, desc=f"{kind} {self.data.name}")
+            return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "seconds": result.seconds, "sample_loss": result.sample_loss}
+
+        record, was_cached = cached(kind, fields, build, self.root)
+        model = self.new_model()
+        model.load_state_dict(record["state_dict"])
+        model.to(device=self.device, memory_format=torch.channels_last).eval()
+        return TrainedModel(model, float(record["seconds"]), record["sample_loss"],
+                            checkpoint_path(kind, fields, self.root), was_cached)

@@ -1,0 +1,240 @@
+"""One training loop for original training, retraining, fine-tuning and unlearning.
+
+The whole dataset stays a uint8 tensor on the model's device; each step gathers a batch, applies
+random crop + horizontal flip as one batched index operation (no PIL, no worker processes), and
+runs the model in bf16 autocast with channels_last where the hardware supports it.
+Same seed, same device and thread count -> bitwise-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``loss_fn(model, x, y, idx) -> per-sample losses (B,)``; ``idx`` indexes the training tensors."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimiser, schedule and augmentation of one training run.
+
+    ``schedule``: ``"step"`` = linear warm-up over ``warmup_epochs`` then lr x ``gamma`` at each
+    fraction of all steps in ``milestones``; ``"cosine"`` = per-step cosine decay to 0 (after the
+    warm-up, if any); ``"constant"``. ``crop_padding=0`` and ``flip=False`` switch augmentation off.
+    """
+
+    epochs: int
+    lr: float
+    batch_size: int = 128
+    weight_decay: float = 0.0
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.9
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    warmup_epochs: float = 0.0
+    milestones: tuple[float, ...] = (0.6, 0.8)
+    gamma: float = 0.1
+    crop_padding: int = 4
+    flip: bool = True
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr < 0 or self.weight_decay < 0:
+            raise ValueError(f"invalid recipe {self}: epochs/lr/weight_decay must be >= 0, batch_size >= 1")
+        if self.optimizer not in ("sgd", "adamw") or self.schedule not in ("step", "cosine", "constant"):
+            raise ValueError(f"invalid recipe {self}: optimizer is 'sgd' or 'adamw'; "
+                             "schedule is 'step', 'cosine' or 'constant'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_(self, **changes) -> "Recipe":
+        """A copy with some fields changed (e.g. ``recipe.with_(lr=1e-3)``)."""
+        return Recipe(**{**asdict(self), **changes})
+
+
+@dataclass
+class FitResult:
+    seconds: float
+    steps: int
+    images: int
+    sample_loss: torch.Tensor | None = field(default=None, repr=False)
+    """Mean training loss of each sample over the run (if recorded), in training-set order."""
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` -> ``"bf16"`` on GPUs and CPUs with native bf16 (AMX / AVX512-BF16), else ``"fp32"``."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    native = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return "bf16" if native else "fp32"
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator,
+            keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Random crop (zero padding ``padding``) and horizontal flip of a batch, as one gather.
+
+    Works on any dtype (uint8 included) and device; random draws come from ``generator`` (CPU).
+    Rows where ``keep`` is True are returned unchanged.
+    """
+    b, c, h, w = x.shape
+    if padding:
+        x = F.pad(x, (padding, padding, padding, padding))
+        oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+        ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+    else:
+        oy = ox = torch.zeros(b, dtype=torch.long)
+    flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+    if keep is not None:
+        keep = keep.cpu()
+        oy, ox = torch.where(keep, padding, oy), torch.where(keep, padding, ox)
+        flips = flips & ~keep
+    rows = oy[:, None] + torch.arange(h)
+    cols = ox[:, None] + torch.arange(w)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    dev = x.device
+    return x[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+             rows.to(dev)[:, None, :, None], cols.to(dev)[:, None, None, :]]
+
+
+def lr_factor(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+    warmup = round(recipe.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    if recipe.schedule == "step":
+        return recipe.gamma ** sum(step >= m * total_steps for m in recipe.milestones)
+    if recipe.schedule == "cosine":
+        span = max(total_steps - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / span))
+    return 1.0
+
+
+def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x), y, reduction="none", label_smoothing=label_smoothing)
+    return loss
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator).split(batch_size)
+    # A final batch of one sample breaks BatchNorm in training mode: leave it out of this epoch.
+    return list(order[:-1]) if len(order) > 1 and len(order[-1]) == 1 else list(order)
+
+
+def _progress_enabled(progress: bool) -> bool:
+    return progress and os.environ.get("NMU_PROGRESS", "1") != "0"
+
+
+def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, *, seed: int,
+        no_augment: torch.Tensor | None = None, loss_fn: LossFn | None = None,
+        device: torch.device | str | None = None, precision: str = "auto", record_losses: bool = False,
+        progress: bool = True, desc: str = "train") -> FitResult:
+    """Train ``model`` in place on uint8 ``images`` (N, C, H, W) and integer ``labels``.
+
+    ``seed`` fixes the data order and augmentation; ``no_augment`` (bool, N) marks samples used as
+    they are (NatMU's hybrids); ``loss_fn`` replaces cross-entropy (see :data:`LossFn`) and must
+    return one loss per sample. The model is left on ``device`` in eval mode.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise TypeError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"need as many labels as images (and at least one): {len(images)} vs {len(labels)}")
+    device = torch.device(device) if device is not None else default_device()
+    amp = resolve_precision(precision, device) == "bf16"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    model.to(device=device, memory_format=torch.channels_last)
+    data, targets = images.to(device), labels.to(device)
+    keep = no_augment.to(torch.bool) if no_augment is not None else None
+    loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = make_optimizer(model.parameters(), recipe)
+    steps_per_epoch = len(_batches(len(data), recipe.batch_size, torch.Generator().manual_seed(0)))
+    total = steps_per_epoch * recipe.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(recipe, s, total, steps_per_epoch))
+    loss_sum = torch.zeros(len(data)) if record_losses else None
+    seen = torch.zeros(len(data)) if record_losses else None
+    model.train()
+    start, n_images = time.perf_counter(), 0
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not _progress_enabled(progress),
+               mininterval=1.0, leave=False)
+    for epoch in range(recipe.epochs):
+        for idx in _batches(len(data), recipe.batch_size, generator):
+            x = augment(data[idx.to(device)], recipe.crop_padding, recipe.flip, generator,
+                        keep=None if keep is None else keep[idx])
+            x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                losses = loss_fn(model, x, targets[idx.to(device)], idx).float()
+            optimizer.zero_grad(set_to_none=True)
+            losses.mean().backward()
+            optimizer.step()
+            scheduler.step()
+            n_images += len(idx)
+            if loss_sum is not None:
+                loss_sum.index_add_(0, idx, losses.detach().cpu())
+                seen.index_add_(0, idx, torch.ones(len(idx)))
+            bar.update()
+            if bar.n % 25 == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{losses.mean().item():.3f}")
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    model.eval()
+    sample_loss = loss_sum / seen.clamp(min=1) if loss_sum is not None else None
+    return FitResult(time.perf_counter() - start, total, n_images, sample_loss)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
+            device: torch.device | str | None = None, precision: str = "fp32") -> torch.Tensor:
+    """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 ``images``."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    amp = resolve_precision(precision, device) == "bf16"
+    was_training = model.training
+    model.eval()
+    out = []
+    for chunk in images.split(batch_size):
+        x = chunk.to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, **kw) -> float:
+    """Top-1 accuracy in percent (NaN for an empty set)."""
+    if len(labels) == 0:
+        return float("nan")
+    return (predict(model, images, **kw).argmax(1) == labels).float().mean().item() * 100

@@ -1,0 +1,43 @@
+"""Every test gets a private data root (so the user's cache is never read or written) and quiet
+progress bars. ``shared_cifar10`` points at the real CIFAR-10 archive when the checkout has one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("nmu-data")
+    old = {k: os.environ.get(k) for k in ("NMU_DATA", "NMU_PROGRESS")}
+    os.environ["NMU_DATA"] = str(root)
+    os.environ["NMU_PROGRESS"] = "0"
+    yield root
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def smoke():
+    """The smoke experiment (digits + tinycnn) with its original model trained once per session."""
+    from nmu.experiment import Experiment
+
+    exp = Experiment("smoke", seed=0)
+    exp.original()
+    return exp
+
+
+@pytest.fixture
+def shared_cifar10() -> Path:
+    if not SHARED_CIFAR10.is_file():
+        pytest.skip(f"real CIFAR-10 archive not found at {SHARED_CIFAR10}")
+    return SHARED_CIFAR10

@@ -1,0 +1,92 @@
+"""The training loop: augmentation, schedules, determinism, per-sample losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmu.models import build_model
+from nmu.train import Recipe, accuracy, augment, fit, lr_factor, predict
+
+
+def _batch(b=6, c=2, h=5, w=7):
+    return torch.arange(b * c * h * w, dtype=torch.int32).view(b, c, h, w).to(torch.uint8)
+
+
+def test_augment_without_padding_or_flip_is_identity():
+    x = _batch()
+    assert torch.equal(augment(x, 0, False, torch.Generator().manual_seed(0)), x)
+
+
+def test_augment_crops_windows_of_the_zero_padded_image_and_flips():
+    x = _batch(b=64)
+    out = augment(x, 2, True, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(len(x)):
+        windows = [padded[i, :, dy:dy + 5, dx:dx + 7] for dy in range(5) for dx in range(5)]
+        candidates = windows + [w.flip(-1) for w in windows]
+        assert any(torch.equal(out[i], w) for w in candidates)
+    assert sum(torch.equal(out[i], x[i].flip(-1)) for i in range(len(x))) > 0  # some centred flips
+    assert not torch.equal(out, x)
+
+
+def test_augment_keeps_marked_rows():
+    x = _batch(b=8)
+    keep = torch.tensor([True, False] * 4)
+    out = augment(x, 3, True, torch.Generator().manual_seed(1), keep=keep)
+    assert torch.equal(out[keep], x[keep])
+
+
+def test_step_schedule_with_warmup():
+    r = Recipe(epochs=10, lr=0.1, warmup_epochs=2, milestones=(0.6, 0.8))
+    f = [lr_factor(r, s, 100, 10) for s in range(100)]
+    assert f[0] == pytest.approx(0.05) and f[19] == pytest.approx(1.0)
+    assert f[59] == 1.0 and f[60] == pytest.approx(0.1) and f[80] == pytest.approx(0.01)
+
+
+def test_cosine_schedule_decays_to_zero():
+    r = Recipe(epochs=5, lr=1e-3, optimizer="adamw", schedule="cosine")
+    f = [lr_factor(r, s, 50, 10) for s in range(50)]
+    assert f[0] == 1.0 and f[25] == pytest.approx(0.5) and f[-1] < 0.01
+    assert all(a >= b for a, b in zip(f, f[1:]))
+
+
+def test_bad_recipe_and_inputs():
+    with pytest.raises(ValueError, match="optimizer"):
+        Recipe(epochs=1, lr=0.1, optimizer="adam")
+    model = build_model("tinycnn", 3, (0.5,), (0.2,), seed=0)
+    with pytest.raises(TypeError, match="uint8"):
+        fit(model, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), Recipe(epochs=1, lr=0.1), seed=0)
+    with pytest.raises(ValueError, match="as many labels"):
+        fit(model, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(3, dtype=torch.long),
+            Recipe(epochs=1, lr=0.1), seed=0)
+
+
+def _train(smoke, seed, precision="auto"):
+    d = smoke.data
+    model = smoke.new_model()
+    result = fit(model, d.train_images, d.train_labels, smoke.recipe.with_(epochs=3), seed=seed,
+                 device="cpu", precision=precision, record_losses=True)
+    return model, result
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_same_seed_gives_bitwise_identical_weights(smoke, precision):
+    a, ra = _train(smoke, seed=5, precision=precision)
+    b, rb = _train(smoke, seed=5, precision=precision)
+    c, _ = _train(smoke, seed=6, precision=precision)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(ra.sample_loss, rb.sample_loss)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_training_learns_and_records_per_sample_losses(smoke):
+    d = smoke.data
+    original = smoke.original()
+    assert accuracy(original.model, d.test_images, d.test_labels) > 80
+    loss = original.sample_loss
+    assert loss.shape == (len(d.train_labels),) and (loss > 0).all()
+    # samples the model still gets wrong had a higher mean training loss
+    wrong = predict(original.model, d.train_images).argmax(1) != d.train_labels
+    assert loss[wrong].mean() > loss[~wrong].mean()
