@@ -98,7 +98,8 @@ class Experiment:
             return subclass_split(d.train_fine, cls, d.fine_classes)
         raise ValueError(f"unknown split kind {kind!r}; use random, hardest, class or subclass")
 
-    def _fields(self, kind: str, split: Split | None) -> dict:
+    def cache_fields(self, kind: str, split: Split | None = None) -> dict:
+        """Everything that determines a ``kind`` model of this experiment (its checkpoint key)."""
         return {"kind": kind, "dataset": self.data.name, "data": self.data_fingerprint, "arch": self.arch,
                 "recipe": self.recipe.to_dict(), "init_seed": self.init_seed, "data_seed": self.data_seed,
                 "split": split.checksum if split is not None else None, "precision": self.precision,
@@ -106,10 +107,10 @@ class Experiment:
 
     def checkpoint(self, kind: str, split: Split | None = None) -> Path:
         """Where the ``original`` / ``retrain`` checkpoint of this experiment lives (trained or not)."""
-        return checkpoint_path(kind, self._fields(kind, split), self.root)
+        return checkpoint_path(kind, self.cache_fields(kind, split), self.root)
 
     def _trained(self, kind: str, split: Split | None) -> TrainedModel:
-        fields = self._fields(kind, split)
+        fields = self.cache_fields(kind, split)
         idx = torch.from_numpy(split.retain) if split is not None else torch.arange(len(self.data.train_labels))
 
         def build() -> dict:

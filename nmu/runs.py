@@ -1,0 +1,108 @@
+"""Run unlearning methods on a setting and collect one tidy record per run — cached and resumable.
+
+    exp = Experiment("quick")
+    split = exp.split("random", fraction=0.1)
+    table = run_setting(exp, split, ["natmu", "rl", "salun"])   # DataFrame, one row per run
+
+Each run's unlearned weights and metrics are stored in the checkpoint cache under a key of the
+experiment, split, method, hyperparameters and seed, so an interrupted notebook resumes where it
+stopped and a re-run only reads files. Hyperparameters come from ``presets.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from nmu.cache import cached
+from nmu.experiment import Experiment
+from nmu.metrics import avg_gap, evaluate, records_to_frame
+from nmu.models import Classifier
+from nmu.splits import Split
+from nmu.unlearn import METHODS, unlearn
+
+PRESETS = Path(__file__).with_name("presets.yaml")
+
+
+@lru_cache(maxsize=1)
+def _presets() -> dict:
+    return yaml.safe_load(PRESETS.read_text())
+
+
+def setting_name(dataset: str, kind: str) -> str:
+    """``<dataset>-<kind>``, the key of a setting in ``presets.yaml`` (hardest shares random's)."""
+    return f"{dataset}-{'random' if kind == 'hardest' else kind}"
+
+
+def hyperparameters(method: str, profile: str, dataset: str, kind: str,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The method's hyperparameters for a setting: profile default < setting < ``overrides``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    table = _presets().get(profile, {})
+    setting = table.get(setting_name(dataset, kind), {})
+    return {**table.get("default", {}).get(method, {}), **setting.get(method, {}), **(overrides or {})}
+
+
+def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
+              overrides: dict[str, Any] | None = None) -> tuple[Classifier, dict]:
+    """The unlearned model and its record (metrics, run time, hyperparameters), cached."""
+    if method == "retrain":
+        return _retrain_run(exp, split)
+    hp = hyperparameters(method, exp.profile.name, exp.data.name, split.kind, overrides)
+    retrained = exp.retrain(split)
+    fields = {**exp.cache_fields("unlearn", split), "method": method, "hparams": hp, "seed": seed}
+
+    def build() -> dict:
+        result = unlearn(method, exp.original().model, exp.data, split, seed=seed, device=exp.device,
+                         precision=exp.precision, progress=exp.progress, fresh_model=exp.new_model,
+                         train_recipe=exp.recipe, **hp)
+        metrics = evaluate(result.model, exp.data, split, retrained=retrained.model, device=exp.device, seed=seed)
+        return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()},
+                "seconds": result.seconds, "metrics": metrics}
+
+    stored, _ = cached(f"unlearn-{method}", fields, build, exp.root)
+    model = exp.new_model()
+    model.load_state_dict(stored["state_dict"])
+    model.to(exp.device).eval()
+    return model, _record(exp, split, method, seed, hp, stored["seconds"], stored["metrics"], retrained.seconds)
+
+
+def _retrain_run(exp: Experiment, split: Split) -> tuple[Classifier, dict]:
+    retrained = exp.retrain(split)
+    fields = {**exp.cache_fields("retrain-metrics", split), "seed": exp.data_seed}
+    stored, _ = cached("metrics-retrain", fields, lambda: {"metrics": evaluate(
+        retrained.model, exp.data, split, retrained=retrained.model, device=exp.device, seed=exp.data_seed)},
+        exp.root)
+    return retrained.model, _record(exp, split, "retrain", exp.data_seed, exp.recipe.to_dict(), retrained.seconds,
+                                    stored["metrics"], retrained.seconds)
+
+
+def _record(exp: Experiment, split: Split, method: str, seed: int, hp: dict, seconds: float,
+            metrics: dict, retrain_seconds: float) -> dict:
+    return {"profile": exp.profile.name, "dataset": exp.data.name, "arch": exp.arch, "setting": split.kind,
+            "split": split.description, "exp_seed": exp.init_seed, "method": method, "seed": seed,
+            "hparams": copy.deepcopy(hp), "seconds": float(seconds), "rte_vs_retrain": seconds / retrain_seconds,
+            **{k: float(v) for k, v in metrics.items()}}
+
+
+def run_setting(exp: Experiment, split: Split, methods: list[str], seeds: tuple[int, ...] = (0,),
+                overrides: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Records of ``methods`` x ``seeds`` on ``split`` plus the retrain row, with ``avg_gap`` filled in
+    against the retrained model of this experiment (same setting, same experiment seed)."""
+    _, gold = _retrain_run(exp, split)
+    records = [gold]
+    for method in methods:
+        if method == "retrain":
+            continue
+        for seed in seeds:
+            _, rec = unlearned(exp, split, method, seed=seed, overrides=(overrides or {}).get(method))
+            records.append(rec)
+    for rec in records:
+        rec["avg_gap"] = avg_gap(rec, gold, split.kind)
+    return records_to_frame(records)
