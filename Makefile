@@ -10,6 +10,7 @@ SHARED_DATA ?= ../shared/data
 export NMU_DATA ?= $(CURDIR)/data
 
 .PHONY: venv data figures test bench lab clean clean-cache
+.DELETE_ON_ERROR:
 
 venv: $(STAMP)
 
@@ -33,15 +34,26 @@ test: $(STAMP)
 bench: $(STAMP) data
 	$(PY) bench/train_throughput.py
 
-figures: $(STAMP) data
-	$(PY) -m nmu.original --profile $(PROFILE)
+# Every notebook, executed by papermill into results/$(PROFILE)/ (figures PNG+PDF, tables MD+CSV,
+# manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).
+NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
+RESULTS := results/$(PROFILE)
+SOURCES := $(wildcard nmu/*.py nmu/*.yaml)
+
+figures: $(NOTEBOOKS:%=$(RESULTS)/%.ipynb)
+
+$(RESULTS)/%.ipynb: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
+	@mkdir -p $(RESULTS)
+	$(VENV)/bin/papermill $< $@.part.ipynb -p profile $(PROFILE) -p out_dir $(RESULTS)/$* --log-level WARNING
+	mv $@.part.ipynb $@
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
-# Removes executed outputs; the data root (datasets, checkpoints) needs `make clean-cache`.
+# Removes build litter and half-written notebooks; results/ and the data root (datasets,
+# checkpoints) stay: `make clean-cache` empties the cache.
 clean:
-	rm -rf .pytest_cache build *.egg-info
+	rm -rf .pytest_cache build *.egg-info results/*/*.part.ipynb
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 clean-cache:

@@ -27,6 +27,8 @@ class Profile:
     """Original training and retraining."""
     overrides: dict[str, dict] = field(default_factory=dict)
     """Per-dataset changes to ``recipe`` (e.g. batch 256 and crop padding 8 for TinyImageNet)."""
+    class_wise: tuple[str, str, tuple[str, ...]] = ("cifar10", "cifar10-coarse", ("automobile",))
+    """Class-wise settings: (full-class dataset, its coarse-label version, classes to forget)."""
     description: str = ""
 
     def arch_for(self, dataset: str) -> str:
@@ -44,6 +46,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", "digits", {"*": "tinycnn"},
         Recipe(epochs=15, lr=0.05, batch_size=64, weight_decay=5e-4, warmup_epochs=1, crop_padding=1),
+        class_wise=("digits", "digits-coarse", ("3",)),
         description="8x8 digits and a 4-channel-wide CNN: every notebook in seconds on a CPU"),
     "quick": Profile(
         "quick", "cifar10", {"*": "smallcnn"},
@@ -55,6 +58,7 @@ PROFILES: dict[str, Profile] = {
          "*": "resnet18"},
         Recipe(epochs=100, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=2),
         overrides={"tinyimagenet": {"batch_size": 256, "crop_padding": 8}},
+        class_wise=("cifar100", "cifar20", ("rocket", "mushroom", "baby", "lamp", "sea")),
         description="PAPER.md section 3: the authors' models and 100-epoch recipe, for a GPU"),
 }
 

@@ -12,6 +12,7 @@ stopped and a re-run only reads files. Hyperparameters come from ``presets.yaml`
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import yaml
 
 from nmu.cache import cached
 from nmu.experiment import Experiment
-from nmu.metrics import avg_gap, evaluate, records_to_frame
+from nmu.metrics import METRIC_ORDER, avg_gap, evaluate, records_to_frame
 from nmu.models import Classifier
 from nmu.splits import Split
 from nmu.unlearn import METHODS, unlearn
@@ -91,18 +92,36 @@ def _record(exp: Experiment, split: Split, method: str, seed: int, hp: dict, sec
             **{k: float(v) for k, v in metrics.items()}}
 
 
-def run_setting(exp: Experiment, split: Split, methods: list[str], seeds: tuple[int, ...] = (0,),
-                overrides: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+def run_setting(exp: Experiment, split: Split, methods: list[str],
+                seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,),
+                overrides: Mapping[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """Records of ``methods`` x ``seeds`` on ``split`` plus the retrain row, with ``avg_gap`` filled in
-    against the retrained model of this experiment (same setting, same experiment seed)."""
+    against the retrained model of this experiment (same setting, same experiment seed).
+
+    ``seeds`` are unlearning seeds (data order, augmentation, hybrid sampling, random labels; the
+    original and retrained models stay those of ``exp``): one list for all methods, or a dict by
+    method with ``"*"`` for the rest. ``overrides`` maps a method to hyperparameters that replace
+    its presets."""
     _, gold = _retrain_run(exp, split)
     records = [gold]
     for method in methods:
         if method == "retrain":
             continue
-        for seed in seeds:
+        method_seeds = seeds.get(method, seeds.get("*", (0,))) if isinstance(seeds, Mapping) else seeds
+        for seed in method_seeds:
             _, rec = unlearned(exp, split, method, seed=seed, overrides=(overrides or {}).get(method))
             records.append(rec)
     for rec in records:
         rec["avg_gap"] = avg_gap(rec, gold, split.kind)
     return records_to_frame(records)
+
+
+def summarize(table: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each metric, one row per (setting, method), as
+    ``<metric>`` and ``<metric>_std`` columns (std is NaN for a single seed)."""
+    keys = [k for k in ("dataset", "setting", "split", "method") if k in table]
+    metrics = metrics or tuple(c for c in METRIC_ORDER + ("seconds", "rte_vs_retrain", "avg_gap") if c in table)
+    grouped = table.groupby(keys, sort=False)[list(metrics)]
+    mean, std = grouped.mean(), grouped.std()
+    out = mean.join(std.add_suffix("_std"))
+    return out[[c for m in metrics for c in (m, f"{m}_std")]].reset_index()

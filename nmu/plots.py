@@ -1,0 +1,70 @@
+"""The package's figures, shared by the notebooks (each returns a matplotlib Figure)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+LABELS = {
+    "acc_test": "Acc D_t (%)", "acc_retain": "Acc D_r (%)", "acc_forget": "Acc D_f (%)",
+    "acc_test_retain": "Acc D_rt (%)", "acc_test_forget": "Acc D_ft (%)",
+    "mia_entropy": "MIA, entropy (% of D_f called member)",
+    "mia_svc_forget_efficacy": "SVC forget efficacy (%)", "mia_loss_attack_acc": "Loss-attack accuracy",
+    "kl_forget": "KL_avg on D_f (nats)", "kl_test": "KL_avg on D_t (nats)", "avg_gap": "Avg. Gap (points)",
+    "seconds": "Run time (s)", "rte_vs_retrain": "Run time / retrain time",
+}
+PALETTE = {"retrain": "#4d4d4d", "natmu": "#d62728"}
+
+
+def _colors(methods: list[str]) -> list[str]:
+    base = sns.color_palette("tab10", n_colors=10).as_hex()
+    others = iter(c for c in base if c not in PALETTE.values() and c != "#d62728")
+    return [PALETTE.get(m) or next(others, "#1f77b4") for m in methods]
+
+
+def metric_bars(summary: pd.DataFrame, metrics: list[str], by: str = "method",
+                panel: str | None = None, title: str = "") -> plt.Figure:
+    """One bar panel per metric (columns ``<metric>`` with optional ``<metric>_std`` error bars),
+    bars per ``by`` value, one row of panels per value of ``panel`` (e.g. the setting)."""
+    rows = list(dict.fromkeys(summary[panel])) if panel else [None]
+    fig, axes = plt.subplots(len(rows), len(metrics), figsize=(3.2 * len(metrics), 2.9 * len(rows)),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        part = summary if row is None else summary[summary[panel] == row]
+        names = part[by].tolist()
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            std = part.get(f"{metric}_std")
+            ax.bar(range(len(names)), part[metric], color=_colors(names),
+                   yerr=None if std is None else np.nan_to_num(std.to_numpy()), capsize=2)
+            ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+            ax.set_ylabel(LABELS.get(metric, metric), fontsize=8)
+            if r == 0:
+                ax.set_title(LABELS.get(metric, metric).split(" (")[0], fontsize=9)
+            if row is not None and c == 0:
+                ax.annotate(str(row), xy=(0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
+            if metric in summary.columns and "retrain" in names:
+                ax.axhline(float(part.loc[part[by] == "retrain", metric].iloc[0]), color="#4d4d4d",
+                           lw=0.8, ls="--")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: list[np.ndarray], titles: list[str], ncols: int, cmap: str | None = None,
+               title: str = "") -> plt.Figure:
+    """Show HxW or HxWxC images (values in [0, 1]) in a grid with a title each."""
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.35 * ncols, 1.5 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, t in zip(axes.ravel(), images, titles):
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(t, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
