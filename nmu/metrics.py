@@ -100,6 +100,24 @@ class Outputs:
         return correct.double().mean().item() * 100 if len(correct) else float("nan")
 
 
+def per_class_accuracy(out: Outputs, num_classes: int) -> np.ndarray:
+    """Accuracy (%) on the samples of each true class (NaN for a class without samples)."""
+    correct = (out.logits.argmax(1) == out.labels).double()
+    hits = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, out.labels, correct)
+    counts = torch.bincount(out.labels, minlength=num_classes).double()
+    return (hits / counts * 100).numpy()
+
+
+def prediction_shares(out: Outputs, reference: torch.Tensor) -> dict[str, float]:
+    """Where predictions go (% of samples): the true class, the ``reference`` class (e.g. the
+    original model's most probable wrong class), or another class."""
+    pred = out.logits.argmax(1)
+    true = pred == out.labels
+    ref = ~true & (pred == reference.cpu())
+    return {"true class": true.double().mean().item() * 100, "original's top wrong class": ref.double().mean().item() * 100,
+            "other wrong class": (~true & ~ref).double().mean().item() * 100}
+
+
 def _nonempty(**sets: Outputs) -> None:
     for name, out in sets.items():
         if len(out) == 0:

@@ -248,3 +248,14 @@ def test_evaluate_smoke_class_split(smoke_models):
                                                    abs=1e-4)
     assert rec["acc_test_retain"] == pytest.approx(accuracy(original, d.test_images[~is3], d.test_labels[~is3]),
                                                    abs=1e-4)
+
+
+def test_per_class_accuracy_and_prediction_shares():
+    from nmu.metrics import per_class_accuracy, prediction_shares
+
+    logits = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [5.0, 0, 0], [0, 0, 5.0]])
+    out = Outputs(logits, torch.tensor([0, 0, 1, 1]))  # predictions 0, 1, 0, 2
+    acc = per_class_accuracy(out, 3)
+    assert acc[0] == 50 and acc[1] == 0 and np.isnan(acc[2])
+    shares = prediction_shares(out, reference=torch.tensor([1, 1, 0, 0]))
+    assert shares == {"true class": 25.0, "original's top wrong class": 50.0, "other wrong class": 25.0}

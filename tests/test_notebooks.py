@@ -16,6 +16,11 @@ EXPECTED = {  # files each notebook must write into its out_dir
     "sample_wise": ["sample_wise.png", "sample_wise.pdf", "runs.csv", "runs.md", "summary.csv", "summary.md"],
     "class_wise": ["class_wise.png", "class_wise.pdf", "runs.csv", "runs.md", "summary.csv", "summary.md"],
     "hybrid_gallery": ["masks.png", "masks.pdf", "hybrids.png", "hybrids.pdf"],
+    "hardest": ["hardest.png", "hardest.pdf", "hardest_classes.png", "runs.csv", "summary.md"],
+    "over_forgetting": ["over_forgetting.png", "over_forgetting.pdf", "per_class_test_acc_change.csv",
+                        "forget_prediction_shares.md"],
+    "robustness": ["robustness.png", "robustness.pdf", "natmu_grid.csv", "lr_curves.md"],
+    "efficiency": ["efficiency.png", "efficiency.pdf", "efficiency.csv", "mia_entropy_distributions.png"],
 }
 
 
