@@ -15,7 +15,7 @@ LABELS = {
     "kl_forget": "KL_avg on D_f (nats)", "kl_test": "KL_avg on D_t (nats)", "avg_gap": "Avg. Gap (points)",
     "seconds": "Run time (s)", "rte_vs_retrain": "Run time / retrain time",
 }
-PALETTE = {"retrain": "#4d4d4d", "natmu": "#d62728"}
+PALETTE = {"retrain": "#4d4d4d", "original": "#b0b0b0", "natmu": "#d62728"}
 
 
 def _colors(methods: list[str]) -> list[str]:

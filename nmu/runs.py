@@ -52,9 +52,10 @@ def hyperparameters(method: str, profile: str, dataset: str, kind: str,
 
 def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
               overrides: dict[str, Any] | None = None) -> tuple[Classifier, dict]:
-    """The unlearned model and its record (metrics, run time, hyperparameters), cached."""
-    if method == "retrain":
-        return _retrain_run(exp, split)
+    """The unlearned model and its record (metrics, run time, hyperparameters), cached.
+    ``method`` may also be ``"retrain"`` or ``"original"`` (the model before unlearning)."""
+    if method in ("retrain", "original"):
+        return _reference_run(exp, split, method)
     hp = hyperparameters(method, exp.profile.name, exp.data.name, split.kind, overrides)
     retrained = exp.retrain(split)
     fields = {**exp.cache_fields("unlearn", split), "method": method, "hparams": hp, "seed": seed}
@@ -74,14 +75,17 @@ def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
     return model, _record(exp, split, method, seed, hp, stored["seconds"], stored["metrics"], retrained.seconds)
 
 
-def _retrain_run(exp: Experiment, split: Split) -> tuple[Classifier, dict]:
+def _reference_run(exp: Experiment, split: Split, which: str) -> tuple[Classifier, dict]:
+    """``retrain`` (the gold standard) or ``original`` (no unlearning at all: the floor any method
+    must beat), evaluated against the retrained model and cached."""
     retrained = exp.retrain(split)
-    fields = {**exp.cache_fields("retrain-metrics", split), "seed": exp.data_seed}
-    stored, _ = cached("metrics-retrain", fields, lambda: {"metrics": evaluate(
-        retrained.model, exp.data, split, retrained=retrained.model, device=exp.device, seed=exp.data_seed)},
-        exp.root)
-    return retrained.model, _record(exp, split, "retrain", exp.data_seed, exp.recipe.to_dict(), retrained.seconds,
-                                    stored["metrics"], retrained.seconds)
+    model = retrained.model if which == "retrain" else exp.original().model
+    fields = {**exp.cache_fields(f"{which}-metrics", split), "seed": exp.data_seed}
+    stored, _ = cached(f"metrics-{which}", fields, lambda: {"metrics": evaluate(
+        model, exp.data, split, retrained=retrained.model, device=exp.device, seed=exp.data_seed)}, exp.root)
+    seconds = retrained.seconds if which == "retrain" else 0.0
+    return model, _record(exp, split, which, exp.data_seed, exp.recipe.to_dict(), seconds, stored["metrics"],
+                          retrained.seconds)
 
 
 def _record(exp: Experiment, split: Split, method: str, seed: int, hp: dict, seconds: float,
@@ -95,17 +99,18 @@ def _record(exp: Experiment, split: Split, method: str, seed: int, hp: dict, sec
 def run_setting(exp: Experiment, split: Split, methods: list[str],
                 seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,),
                 overrides: Mapping[str, dict[str, Any]] | None = None) -> pd.DataFrame:
-    """Records of ``methods`` x ``seeds`` on ``split`` plus the retrain row, with ``avg_gap`` filled in
-    against the retrained model of this experiment (same setting, same experiment seed).
+    """Records of ``methods`` x ``seeds`` on ``split`` after a ``retrain`` row and an ``original`` row
+    (the model before unlearning, run time 0), with ``avg_gap`` filled in against the retrained
+    model of this experiment (same setting, same experiment seed).
 
     ``seeds`` are unlearning seeds (data order, augmentation, hybrid sampling, random labels; the
     original and retrained models stay those of ``exp``): one list for all methods, or a dict by
     method with ``"*"`` for the rest. ``overrides`` maps a method to hyperparameters that replace
     its presets."""
-    _, gold = _retrain_run(exp, split)
-    records = [gold]
+    _, gold = _reference_run(exp, split, "retrain")
+    records = [gold, _reference_run(exp, split, "original")[1]]
     for method in methods:
-        if method == "retrain":
+        if method in ("retrain", "original"):
             continue
         method_seeds = seeds.get(method, seeds.get("*", (0,))) if isinstance(seeds, Mapping) else seeds
         for seed in method_seeds:

@@ -33,10 +33,11 @@ def test_lookup_order():
 def test_run_setting_records_and_resumes(smoke):
     split = smoke.split("class", cls="3")
     table = run_setting(smoke, split, ["natmu", "rl"], seeds=(0, 1))
-    assert table["method"].tolist() == ["retrain", "natmu", "natmu", "rl", "rl"]
-    gold = table.iloc[0]
+    assert table["method"].tolist() == ["retrain", "original", "natmu", "natmu", "rl", "rl"]
+    gold, original = table.iloc[0], table.iloc[1]
     assert gold["avg_gap"] == 0 and gold["kl_forget"] == 0 and gold["rte_vs_retrain"] == 1
-    assert (table["avg_gap"].iloc[1:] > 0).all() and (table["seconds"] > 0).all()
+    assert original["seconds"] == 0 and original["acc_forget"] > 80  # the class is still known
+    assert (table["avg_gap"].iloc[1:] > 0).all() and (table["seconds"].drop(index=1) > 0).all()
     assert {"acc_test_forget", "acc_test_retain", "mia_entropy", "kl_test"} <= set(table.columns)
     natmu = table[table["method"] == "natmu"]
     assert (natmu["acc_forget"] < 50).all() and natmu["hparams"].iloc[0]["head_reinit"] is True

@@ -1,0 +1,47 @@
+"""Unlearning run time as a fraction of retraining, measured side by side in one process.
+
+Runs retraining and the chosen methods from scratch (no cache) on one split of a profile, one after
+the other, and prints wall-clock seconds (CUDA-synchronised), optimiser steps and the ratio to
+retraining. Run it on an otherwise idle machine: the ratio is the result, seconds are local.
+
+    python bench/unlearn_runtime.py --profile quick --fraction 0.1 --methods natmu rl salun
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from nmu.experiment import Experiment
+from nmu.runs import hyperparameters
+from nmu.unlearn import unlearn
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--fraction", type=float, default=0.1)
+    ap.add_argument("--methods", nargs="+", default=["natmu"])
+    args = ap.parse_args()
+    exp = Experiment(args.profile, args.dataset, progress=False)
+    split = exp.split("random", fraction=args.fraction)
+    original = exp.original().model
+    print(f"{exp}\n{split.description}: |D_f| = {split.forget.size}, |D_r| = {split.retain.size}, "
+          f"{torch.get_num_threads()} threads")
+    common = dict(seed=0, device=exp.device, precision=exp.precision, progress=False,
+                  fresh_model=exp.new_model, train_recipe=exp.recipe)
+    retrain = unlearn("retrain", original, exp.data, split, **common)
+    steps = exp.recipe.epochs * math.ceil(split.retain.size / exp.recipe.batch_size)
+    print(f"  {'retrain':<10s} {retrain.seconds:8.1f} s  {steps:6d} steps  ratio 1.000")
+    for method in args.methods:
+        hp = hyperparameters(method, exp.profile.name, exp.data.name, "random")
+        result = unlearn(method, original, exp.data, split, **common, **hp)
+        print(f"  {method:<10s} {result.seconds:8.1f} s  {'':6s}       ratio {result.seconds / retrain.seconds:.3f}"
+              f"   ({hp})")
+
+
+if __name__ == "__main__":
+    main()
