@@ -10,7 +10,7 @@ import seaborn as sns
 LABELS = {
     "acc_test": "Acc D_t (%)", "acc_retain": "Acc D_r (%)", "acc_forget": "Acc D_f (%)",
     "acc_test_retain": "Acc D_rt (%)", "acc_test_forget": "Acc D_ft (%)",
-    "mia_entropy": "MIA, entropy (% of D_f called member)",
+    "mia_entropy": "MIA entropy (% of D_f called member)",
     "mia_svc_forget_efficacy": "SVC forget efficacy (%)", "mia_loss_attack_acc": "Loss-attack accuracy",
     "kl_forget": "KL_avg on D_f (nats)", "kl_test": "KL_avg on D_t (nats)", "avg_gap": "Avg. Gap (points)",
     "seconds": "Run time (s)", "rte_vs_retrain": "Run time / retrain time",
@@ -24,10 +24,15 @@ def _colors(methods: list[str]) -> list[str]:
     return [PALETTE.get(m) or next(others, "#1f77b4") for m in methods]
 
 
+ABSOLUTE = ("avg_gap", "kl_forget", "kl_test", "seconds", "rte_vs_retrain")
+"""Metrics shown as they are; the others are shown as the difference to the retrain row."""
+
+
 def metric_bars(summary: pd.DataFrame, metrics: list[str], by: str = "method",
                 panel: str | None = None, title: str = "") -> plt.Figure:
-    """One bar panel per metric (columns ``<metric>`` with optional ``<metric>_std`` error bars),
-    bars per ``by`` value, one row of panels per value of ``panel`` (e.g. the setting)."""
+    """One bar panel per metric, bars per ``by`` value, one row of panels per value of ``panel``
+    (e.g. the split). Metrics with a retrain target are drawn as ``metric - retrain`` (0 = the
+    target); those in :data:`ABSOLUTE` as they are. ``<metric>_std`` columns give error bars."""
     rows = list(dict.fromkeys(summary[panel])) if panel else [None]
     fig, axes = plt.subplots(len(rows), len(metrics), figsize=(3.2 * len(metrics), 2.9 * len(rows)),
                              squeeze=False)
@@ -36,18 +41,21 @@ def metric_bars(summary: pd.DataFrame, metrics: list[str], by: str = "method",
         names = part[by].tolist()
         for c, metric in enumerate(metrics):
             ax = axes[r][c]
+            values = part[metric].to_numpy(dtype=float)
+            label = LABELS.get(metric, metric)
+            if metric not in ABSOLUTE and "retrain" in names:
+                values = values - values[names.index("retrain")]
+                label = f"{label.split(' (')[0]} - retrain (points)"
             std = part.get(f"{metric}_std")
-            ax.bar(range(len(names)), part[metric], color=_colors(names),
-                   yerr=None if std is None else np.nan_to_num(std.to_numpy()), capsize=2)
+            ax.bar(range(len(names)), values, color=_colors(names),
+                   yerr=None if std is None else np.nan_to_num(std.to_numpy(dtype=float)), capsize=2)
+            ax.axhline(0, color="#4d4d4d", lw=0.8)
             ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-            ax.set_ylabel(LABELS.get(metric, metric), fontsize=8)
+            ax.set_ylabel(label, fontsize=8)
             if r == 0:
                 ax.set_title(LABELS.get(metric, metric).split(" (")[0], fontsize=9)
             if row is not None and c == 0:
                 ax.annotate(str(row), xy=(0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
-            if metric in summary.columns and "retrain" in names:
-                ax.axhline(float(part.loc[part[by] == "retrain", metric].iloc[0]), color="#4d4d4d",
-                           lw=0.8, ls="--")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -34,10 +34,14 @@ def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
 
 
 def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str = ".2f") -> list[Path]:
-    """Save ``df`` as ``<out_dir>/<name>.csv`` (full precision) and ``.md`` (rounded)."""
+    """Save ``df`` as ``<out_dir>/<name>.csv`` (every column, full precision) and ``.md`` (rounded;
+    columns holding one value throughout are stated once above the table instead)."""
     csv, md = Path(out_dir) / f"{name}.csv", Path(out_dir) / f"{name}.md"
     atomic_write(csv, lambda tmp: df.to_csv(tmp, index=False))
-    atomic_write(md, lambda tmp: tmp.write_text(df.to_markdown(index=False, floatfmt=floatfmt) + "\n"))
+    constant = [c for c in df.columns if len(df) > 1 and df[c].astype(str).nunique() == 1]
+    header = "".join(f"- {c}: {df[c].iloc[0]}\n" for c in constant)
+    body = df.drop(columns=constant).to_markdown(index=False, floatfmt=floatfmt)
+    atomic_write(md, lambda tmp: tmp.write_text((header + "\n" if header else "") + body + "\n"))
     return [csv, md]
 
 
