@@ -47,15 +47,13 @@ def metric_bars(summary: pd.DataFrame, metrics: list[str], by: str = "method",
                 values = values - values[names.index("retrain")]
                 label = f"{label.split(' (')[0]} - retrain (points)"
             std = part.get(f"{metric}_std")
+            has_std = std is not None and std.notna().any()
             ax.bar(range(len(names)), values, color=_colors(names),
-                   yerr=None if std is None else np.nan_to_num(std.to_numpy(dtype=float)), capsize=2)
+                   yerr=np.nan_to_num(std.to_numpy(dtype=float)) if has_std else None, capsize=2)
             ax.axhline(0, color="#4d4d4d", lw=0.8)
             ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-            ax.set_ylabel(label, fontsize=8)
-            if r == 0:
-                ax.set_title(LABELS.get(metric, metric).split(" (")[0], fontsize=9)
-            if row is not None and c == 0:
-                ax.annotate(str(row), xy=(0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
+            ax.set_ylabel(label if row is None or c > 0 else f"{row}\n{label}", fontsize=8)
+            ax.set_title(LABELS.get(metric, metric).split(" (")[0], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
