@@ -17,6 +17,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -28,7 +29,8 @@ from nmu.train import LossFn, Recipe, default_device, fit, resolve_precision
 
 @dataclass
 class Task:
-    """What an unlearning method works on. ``model`` is a private copy: methods may change it."""
+    """What an unlearning method works on. ``model`` is a private copy: methods may change it.
+    The D_f / D_r tensors are gathered once, on first use."""
 
     model: nn.Module
     data: Dataset
@@ -42,19 +44,19 @@ class Task:
     train_recipe: Recipe | None = None
     """The original training recipe: ``retrain`` trains with it; fine-tuning takes its crop padding."""
 
-    @property
+    @cached_property
     def forget_images(self) -> torch.Tensor:
         return self.data.train_images[torch.from_numpy(self.split.forget)]
 
-    @property
+    @cached_property
     def forget_labels(self) -> torch.Tensor:
         return self.data.train_labels[torch.from_numpy(self.split.forget)]
 
-    @property
+    @cached_property
     def retain_images(self) -> torch.Tensor:
         return self.data.train_images[torch.from_numpy(self.split.retain)]
 
-    @property
+    @cached_property
     def retain_labels(self) -> torch.Tensor:
         return self.data.train_labels[torch.from_numpy(self.split.retain)]
 
