@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nmu.models import reset_head
-from nmu.train import LossFn, Recipe, augment, fit, lr_factor, make_optimizer, shuffled_batches
+from nmu.train import (LossFn, Recipe, augment, fit, lr_factor, make_optimizer, shuffled_batches,
+                       steps_per_epoch)
 from nmu.unlearn import Task, register
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -336,7 +337,7 @@ def l1sparse(task: Task, *, lr: float = 1e-3, weight_decay: float = 5e-4, epochs
     ``gamma`` to 0 over the T optimiser steps of the run (per step; the paper decays per epoch). The
     scalar penalty is added to every sample's loss, so the batch mean carries it once."""
     n = len(task.split.retain)
-    total = len(shuffled_batches(n, batch_size, torch.Generator().manual_seed(0))) * epochs
+    total = steps_per_epoch(n, batch_size) * epochs
     step = [0]
 
     def loss_fn(is_forget: torch.Tensor) -> LossFn:
@@ -378,7 +379,7 @@ def scrub(task: Task, *, lr: float = 1e-4, weight_decay: float = 5e-4, epochs: i
     x_f, x_r, y_r = task.forget_images.to(device), task.retain_images.to(device), task.retain_labels.to(device)
     recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer="adamw",
                     schedule="cosine", crop_padding=pad)
-    steps = [len(shuffled_batches(len(t), b, torch.Generator().manual_seed(0))) for t, b in ((x_f, fbs), (x_r, batch_size))]
+    steps = [steps_per_epoch(len(t), b) for t, b in ((x_f, fbs), (x_r, batch_size))]
     total = min(max_epochs, epochs) * steps[0] + epochs * steps[1]
     optimizer = make_optimizer(model.parameters(), recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, max(steps)))

@@ -152,6 +152,12 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> lis
     return list(order[:-1]) if len(order) > 1 and len(order[-1]) == 1 else list(order)
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """How many batches :func:`shuffled_batches` yields for ``n`` samples."""
+    steps = -(-n // batch_size)
+    return steps - 1 if steps > 1 and n - (steps - 1) * batch_size == 1 else steps
+
+
 def _progress_enabled(progress: bool) -> bool:
     return progress and os.environ.get("NMU_PROGRESS", "1") != "0"
 
@@ -181,10 +187,9 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model.parameters(), recipe)
-    steps_per_epoch = len(shuffled_batches(len(data), recipe.batch_size, torch.Generator().manual_seed(0)))
-    total = steps_per_epoch * recipe.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(recipe, s, total, steps_per_epoch))
+    per_epoch = steps_per_epoch(len(data), recipe.batch_size)
+    total = per_epoch * recipe.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, per_epoch))
     loss_sum = torch.zeros(len(data)) if record_losses else None
     seen = torch.zeros(len(data)) if record_losses else None
     model.train()
