@@ -3,13 +3,14 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
+PY ?= $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
+RESULTS ?= results/$(PROFILE)
 SHARED_DATA ?= ../shared/data
 export NMU_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data figures test bench lab clean clean-cache
+.PHONY: venv data figures smoke search test bench lab clean clean-cache
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -34,18 +35,29 @@ test: $(STAMP)
 bench: $(STAMP) data
 	$(PY) bench/train_throughput.py
 
-# Every notebook, executed by papermill into results/$(PROFILE)/ (figures PNG+PDF, tables MD+CSV,
+# Every notebook, executed by papermill into $(RESULTS)/ (figures PNG+PDF, tables MD+CSV,
 # manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).
 NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
-RESULTS := results/$(PROFILE)
 SOURCES := $(wildcard nmu/*.py nmu/*.yaml)
 
 figures: $(NOTEBOOKS:%=$(RESULTS)/%.ipynb)
 
+# Every notebook under the smoke profile (8x8 digits, seconds per notebook) into results/smoke/.
+smoke:
+	$(MAKE) figures PROFILE=smoke
+
 $(RESULTS)/%.ipynb: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 	@mkdir -p $(RESULTS)
-	$(VENV)/bin/papermill $< $@.part.ipynb -p profile $(PROFILE) -p out_dir $(RESULTS)/$* --log-level WARNING
+	$(PY) -m papermill $< $@.part.ipynb -p profile $(PROFILE) -p out_dir $(RESULTS)/$* --log-level WARNING
 	mv $@.part.ipynb $@
+
+# The hyperparameter search that set the profile's presets: the robustness notebook with every
+# method's grid (notebooks/params/search.yaml) into $(RESULTS)/search/. Not part of `figures`.
+search: $(STAMP) | data
+	@mkdir -p $(RESULTS)
+	$(PY) -m papermill notebooks/robustness.ipynb $(RESULTS)/search.part.ipynb -f notebooks/params/search.yaml \
+		-p profile $(PROFILE) -p out_dir $(RESULTS)/search --log-level WARNING
+	mv $(RESULTS)/search.part.ipynb $(RESULTS)/search.ipynb
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -4,7 +4,7 @@ Reference = what the authors' code and most unlearning repositories do: a torchv
 ``DataLoader`` (worker processes) over PIL images with RandomCrop(pad 4) / RandomHorizontalFlip /
 ToTensor / Normalize, fp32, contiguous memory. nmu = :func:`nmu.train.fit`: uint8 data on the
 device, one batched gather for crop + flip, bf16 autocast + channels_last where native.
-Same model (the quick profile's smallcnn unless --arch), same batch size, same optimiser.
+Same model (the quick profile's, unless --arch), same batch size, same optimiser.
 
     make bench                       # or: python bench/train_throughput.py --steps 60
 Prints images/s of each pipeline and their ratio (targets: >= 1.5x on a 2-core CPU, >= 4x on a GPU).
@@ -23,6 +23,7 @@ from torchvision import transforms
 
 from nmu.data import DataNotFoundError, load_dataset
 from nmu.models import build_model
+from nmu.profiles import PROFILES
 from nmu.train import Recipe, default_device, fit, resolve_precision
 
 
@@ -83,7 +84,7 @@ def nmu_images_per_second(model, images, labels, recipe: Recipe, device, steps: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="smallcnn")
+    ap.add_argument("--arch", default=PROFILES["quick"].arch_for("cifar10"))
     ap.add_argument("--steps", type=int, default=60, help="timed steps per pipeline")
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=128)

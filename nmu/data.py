@@ -129,6 +129,20 @@ def load_dataset(name: str, root: str | Path | None = None, *, download: bool = 
     return _cached(root / "cache" / f"{name}.pt", builders[name])
 
 
+def subsample(ds: Dataset, per_class: int, seed: int = 0) -> Dataset:
+    """The first ``per_class`` training images of each class in a seeded random order (all of a
+    class if it has fewer); the test set is kept whole. Classes are counted by fine label where the
+    dataset has one, so ``cifar10`` and ``cifar10-coarse`` keep exactly the same images."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    groups = ds.train_fine if ds.train_fine is not None else ds.train_labels
+    order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed))
+    keep = torch.cat([order[groups[order] == c][:per_class] for c in torch.unique(groups)]).sort().values
+    fine = ds.train_fine[keep] if ds.train_fine is not None else None
+    return replace(ds, train_images=ds.train_images[keep], train_labels=ds.train_labels[keep], train_fine=fine,
+                   source=f"{ds.source}, {per_class} training images per class (seed {seed})")
+
+
 def coarsen(ds: Dataset, groups: tuple[tuple[str, ...], ...]) -> Dataset:
     """Relabel ``ds`` with superclasses given as groups of class names; fine labels are kept."""
     lookup = {c: i for i, c in enumerate(ds.classes)}

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from nmu.cache import cached, checkpoint_path
-from nmu.data import Dataset, load_dataset
+from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
 from nmu.splits import Split, class_split, hardest_split, random_split, subclass_split
@@ -49,6 +49,8 @@ class Experiment:
         self.dataset_name = dataset or self.profile.dataset
         self.root = Path(root) if root is not None else None
         self.data: Dataset = load_dataset(self.dataset_name, self.root)
+        if self.profile.train_per_class is not None:
+            self.data = subsample(self.data, self.profile.train_per_class)
         self.arch = arch or self.profile.arch_for(self.data.name)
         self.recipe = self.profile.recipe_for(self.data.name)
         self.init_seed = seed if init_seed is None else init_seed
@@ -59,7 +61,8 @@ class Experiment:
         self.progress = progress
 
     def __repr__(self) -> str:
-        return (f"Experiment(profile={self.profile.name!r}, data={self.data.name!r}, arch={self.arch!r}, "
+        return (f"Experiment(profile={self.profile.name!r}, data={self.data.name!r} "
+                f"({len(self.data.train_labels)} train / {len(self.data.test_labels)} test), arch={self.arch!r}, "
                 f"seeds init/data/split={self.init_seed}/{self.data_seed}/{self.split_seed}, "
                 f"device={self.device.type}, precision={self.precision})")
 

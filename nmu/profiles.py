@@ -1,12 +1,18 @@
 """The three run profiles, defined here and nowhere else.
 
-========  =====================================  =============================================
-profile   data and model                         original / retrain recipe
-========  =====================================  =============================================
-smoke     ``digits`` (8x8, offline), tinycnn     SGD, 15 epochs: seconds on a CPU; for tests/CI
-quick     real CIFAR-10, smallcnn (0.54 M)       SGD, 8 epochs, bf16 where native: ~6 min on 2 CPU cores
-paper     PAPER.md section 3 exactly (GPU)       SGD lr 0.1, 100 epochs, warm-up 2, x0.1 at 60 %/80 %
-========  =====================================  =============================================
+========  =========================================  ==========================================
+profile   data and model                             original / retrain recipe
+========  =========================================  ==========================================
+smoke     ``digits`` (8x8, offline), tinycnn         SGD, 15 epochs: seconds on a CPU; for tests/CI
+quick     real CIFAR-10, 1,000 training images per   SGD, 30 epochs, bf16 where native: about
+          class (full test set), smallcnn16 (0.14 M)  2 min per model on 2 CPU cores
+paper     PAPER.md section 3 exactly (GPU)           SGD lr 0.1, 100 epochs, warm-up 2, x0.1 at 60/80 %
+========  =========================================  ==========================================
+
+Why the quick profile trains a small model long on a tenth of CIFAR-10: unlearning is only a
+problem when the original has memorised its training samples (train accuracy well above test
+accuracy, as the paper's 100-epoch models have). A CPU cannot afford that on all 50,000 images;
+on 10,000 images 30 epochs reach 87 % train / 76 % test accuracy in under two minutes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ class Profile:
     """Original training and retraining."""
     overrides: dict[str, dict] = field(default_factory=dict)
     """Per-dataset changes to ``recipe`` (e.g. batch 256 and crop padding 8 for TinyImageNet)."""
+    train_per_class: int | None = None
+    """Train on a class-balanced subset of this many images per class (fixed seed 0; the test set
+    stays whole); ``None`` = the whole training set."""
     class_wise: tuple[str, str, tuple[str, ...]] = ("cifar10", "cifar10-coarse", ("automobile",))
     """Class-wise settings: (full-class dataset, its coarse-label version, classes to forget)."""
     description: str = ""
@@ -49,9 +58,10 @@ PROFILES: dict[str, Profile] = {
         class_wise=("digits", "digits-coarse", ("3",)),
         description="8x8 digits and a 4-channel-wide CNN: every notebook in seconds on a CPU"),
     "quick": Profile(
-        "quick", "cifar10", {"*": "smallcnn"},
-        Recipe(epochs=8, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=1),
-        description="real CIFAR-10 with a 0.54 M-parameter CNN on a CPU"),
+        "quick", "cifar10", {"*": "smallcnn16"},
+        Recipe(epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=1),
+        train_per_class=1000,
+        description="real CIFAR-10 (1,000 training images per class) with a 0.14 M-parameter CNN on a CPU"),
     "paper": Profile(
         "paper", "cifar10",
         {"cifar10": "vgg16_bn", "cifar100": "resnet18", "cifar20": "resnet18", "tinyimagenet": "resnet34",

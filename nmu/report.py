@@ -34,15 +34,26 @@ def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
 
 
 def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str = ".2f") -> list[Path]:
-    """Save ``df`` as ``<out_dir>/<name>.csv`` (every column, full precision) and ``.md`` (rounded;
+    """Save ``df`` as ``<out_dir>/<name>.csv`` (every column, full precision) and ``.md`` (rounded
+    with ``floatfmt``, except columns of small values such as learning rates, shown as ``%g``;
     columns holding one value throughout are stated once above the table instead)."""
     csv, md = Path(out_dir) / f"{name}.csv", Path(out_dir) / f"{name}.md"
     atomic_write(csv, lambda tmp: df.to_csv(tmp, index=False))
     constant = [c for c in df.columns if len(df) > 1 and df[c].astype(str).nunique() == 1]
     header = "".join(f"- {c}: {df[c].iloc[0]}\n" for c in constant)
-    body = df.drop(columns=constant).to_markdown(index=False, floatfmt=floatfmt)
+    shown = df.drop(columns=constant)
+    formats = ["g" if _small(shown[c]) else floatfmt for c in shown.columns]
+    body = shown.to_markdown(index=False, floatfmt=formats)
     atomic_write(md, lambda tmp: tmp.write_text((header + "\n" if header else "") + body + "\n"))
     return [csv, md]
+
+
+def _small(column: pd.Series) -> bool:
+    """A float column with a non-zero value that would print as 0.00."""
+    if not pd.api.types.is_float_dtype(column):
+        return False
+    values = column.dropna().abs()
+    return bool(((values > 0) & (values < 0.005)).any())
 
 
 def _git_commit() -> str:

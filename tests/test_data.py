@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from nmu import data as nmu_data
-from nmu.data import CIFAR10_CLASSES, DataNotFoundError, coarsen, load_dataset, load_image_folder
+from nmu.data import CIFAR10_CLASSES, DataNotFoundError, coarsen, load_dataset, load_image_folder, subsample
 
 RNG = np.random.default_rng(0)
 
@@ -57,6 +57,20 @@ def test_coarse_digits_keep_fine_labels():
         assert sorted(ds.fine_classes[i] for i in fine_in_group) == sorted(members)
     with pytest.raises(ValueError, match="partition"):
         coarsen(load_dataset("digits"), (("0", "1"), ("2", "cat")))
+
+
+def test_subsample_is_class_balanced_seeded_and_shared_by_the_coarse_version():
+    ds, coarse = load_dataset("digits"), load_dataset("digits-coarse")
+    sub = subsample(ds, 20)
+    assert sub.train_labels.bincount().tolist() == [20] * 10
+    assert torch.equal(sub.test_images, ds.test_images) and "20 training images per class" in sub.source
+    assert torch.equal(subsample(ds, 20).train_images, sub.train_images)
+    assert not torch.equal(subsample(ds, 20, seed=1).train_images, sub.train_images)
+    sub_coarse = subsample(coarse, 20)  # balanced by fine class: the very same images
+    assert torch.equal(sub_coarse.train_images, sub.train_images) and torch.equal(sub_coarse.train_fine, sub.train_labels)
+    assert len(subsample(ds, 10_000).train_labels) == len(ds.train_labels)  # a class with fewer keeps all
+    with pytest.raises(ValueError, match="per_class"):
+        subsample(ds, 0)
 
 
 def test_cifar10_pickled_batches(tmp_path):

@@ -24,6 +24,7 @@ def test_sizes_match_the_papers_architectures():
     assert 11.0e6 < count_parameters(build_model("resnet18", 100, MEAN, STD)) < 11.3e6
     assert 21.2e6 < count_parameters(build_model("resnet34", 200, MEAN, STD)) < 21.5e6
     assert 0.5e6 < count_parameters(build_model("smallcnn", 10, MEAN, STD)) < 0.6e6
+    assert 0.13e6 < count_parameters(build_model("smallcnn16", 10, MEAN, STD)) < 0.14e6
     conv_layers = [m for m in build_model("vgg16_bn", 10, MEAN, STD).modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(conv_layers) == 13
 

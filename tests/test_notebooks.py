@@ -1,4 +1,5 @@
-"""Every notebook template is clean and runs end to end under the smoke profile via papermill."""
+"""Every notebook template is clean, and `make figures PROFILE=smoke` runs them all end to end via
+papermill, writing every expected file."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = {  # files each notebook must write into its out_dir
     "quickstart": ["quickstart.png", "quickstart.pdf", "quickstart.csv", "quickstart.md"],
     "sample_wise": ["sample_wise.png", "sample_wise.pdf", "runs.csv", "runs.md", "summary.csv", "summary.md"],
@@ -19,7 +21,7 @@ EXPECTED = {  # files each notebook must write into its out_dir
     "hardest": ["hardest.png", "hardest.pdf", "hardest_classes.png", "runs.csv", "summary.md"],
     "over_forgetting": ["over_forgetting.png", "over_forgetting.pdf", "per_class_test_acc_change.csv",
                         "forget_prediction_shares.md"],
-    "robustness": ["robustness.png", "robustness.pdf", "natmu_grid.csv", "lr_curves.md"],
+    "robustness": ["robustness.png", "robustness.pdf", "natmu_grid.csv", "search.md", "best.csv"],
     "efficiency": ["efficiency.png", "efficiency.pdf", "efficiency.csv", "mia_entropy_distributions.png"],
 }
 
@@ -38,15 +40,23 @@ def test_template_is_clean_with_one_parameters_cell(notebook):
     assert "profile = " in "".join(tagged[0]["source"]) and "out_dir = " in "".join(tagged[0]["source"])
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_under_smoke(notebook, tmp_path):
-    out_dir = tmp_path / notebook.stem
-    cmd = [sys.executable, "-m", "papermill", str(notebook), str(tmp_path / "executed.ipynb"),
-           "-p", "profile", "smoke", "-p", "out_dir", str(out_dir), "--log-level", "WARNING"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread is faster and never oversubscribes
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in EXPECTED[notebook.stem] + ["manifest.json"]:
-        assert (out_dir / name).is_file(), f"{notebook.stem} did not write {name}"
-    manifest = json.loads((out_dir / "manifest.json").read_text())
-    assert manifest["parameters"]["profile"] == "smoke" and manifest["wall_seconds"] > 0
+def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
+    """``make figures PROFILE=smoke`` executes every notebook via papermill into the results folder,
+    each writes its figures, tables and manifest, and a second ``make`` has nothing left to do."""
+    results = tmp_path / "results"
+    cmd = ["make", "-C", str(REPO), "-j2", "figures", "PROFILE=smoke", f"RESULTS={results}", f"PY={sys.executable}",
+           f"NMU_DATA={os.environ['NMU_DATA']}", f"SHARED_DATA={tmp_path / 'no-shared-data'}",
+           "-o", ".venv/.installed"]  # the test's interpreter already has everything installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread each, two notebooks at once
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for notebook in NOTEBOOKS:
+        out_dir = results / notebook.stem
+        assert (results / notebook.name).is_file(), f"no executed copy of {notebook.name}"
+        for name in EXPECTED[notebook.stem] + ["manifest.json"]:
+            assert (out_dir / name).is_file(), f"{notebook.stem} did not write {name}"
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        assert manifest["parameters"]["profile"] == "smoke" and manifest["wall_seconds"] > 0
+    assert not list(results.glob("*.part.ipynb"))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert again.returncode == 0 and "papermill" not in again.stdout, "a second `make figures` executed notebooks"
