@@ -37,19 +37,23 @@ bench: $(STAMP) data
 
 # Every notebook, executed by papermill into $(RESULTS)/ (figures PNG+PDF, tables MD+CSV,
 # manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).
+# Make tracks each notebook with a local stamp in $(RESULTS)/.done/ (not committed), so a fresh
+# clone regenerates every committed result, and later runs redo only what changed.
 NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
 SOURCES := $(wildcard nmu/*.py nmu/*.yaml)
+DONE := $(RESULTS)/.done
 
-figures: $(NOTEBOOKS:%=$(RESULTS)/%.ipynb)
+figures: $(NOTEBOOKS:%=$(DONE)/%)
 
 # Every notebook under the smoke profile (8x8 digits, seconds per notebook) into results/smoke/.
 smoke:
 	$(MAKE) figures PROFILE=smoke
 
-$(RESULTS)/%.ipynb: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
-	@mkdir -p $(RESULTS)
-	$(PY) -m papermill $< $@.part.ipynb -p profile $(PROFILE) -p out_dir $(RESULTS)/$* --log-level WARNING
-	mv $@.part.ipynb $@
+$(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
+	@mkdir -p $(DONE)
+	$(PY) -m papermill $< $(RESULTS)/$*.part.ipynb -p profile $(PROFILE) -p out_dir $(RESULTS)/$* --log-level WARNING
+	mv $(RESULTS)/$*.part.ipynb $(RESULTS)/$*.ipynb
+	touch $@
 
 # The hyperparameter search that set the profile's presets: the robustness notebook with every
 # method's grid (notebooks/params/search.yaml) into $(RESULTS)/search/. Not part of `figures`.

@@ -58,5 +58,6 @@ def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
         manifest = json.loads((out_dir / "manifest.json").read_text())
         assert manifest["parameters"]["profile"] == "smoke" and manifest["wall_seconds"] > 0
     assert not list(results.glob("*.part.ipynb"))
+    assert sorted(p.name for p in (results / ".done").iterdir()) == sorted(EXPECTED)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode == 0 and "papermill" not in again.stdout, "a second `make figures` executed notebooks"
