@@ -49,19 +49,23 @@ figures: $(NOTEBOOKS:%=$(DONE)/%)
 smoke:
 	$(MAKE) figures PROFILE=smoke
 
+# $(call papermill,NOTEBOOK,NAME,EXTRA_ARGS): execute NOTEBOOK into $(RESULTS)/NAME.ipynb and its
+# outputs into $(RESULTS)/NAME/, through a .part file so an interrupted run leaves no half notebook.
+define papermill
+@mkdir -p $(RESULTS)
+$(PY) -m papermill $(1) $(RESULTS)/$(2).part.ipynb $(3) -p profile $(PROFILE) -p out_dir $(RESULTS)/$(2) --log-level WARNING
+mv $(RESULTS)/$(2).part.ipynb $(RESULTS)/$(2).ipynb
+endef
+
 $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
+	$(call papermill,$<,$*)
 	@mkdir -p $(DONE)
-	$(PY) -m papermill $< $(RESULTS)/$*.part.ipynb -p profile $(PROFILE) -p out_dir $(RESULTS)/$* --log-level WARNING
-	mv $(RESULTS)/$*.part.ipynb $(RESULTS)/$*.ipynb
 	touch $@
 
 # The hyperparameter search that set the profile's presets: the robustness notebook with every
 # method's grid (notebooks/params/search.yaml) into $(RESULTS)/search/. Not part of `figures`.
 search: $(STAMP) | data
-	@mkdir -p $(RESULTS)
-	$(PY) -m papermill notebooks/robustness.ipynb $(RESULTS)/search.part.ipynb -f notebooks/params/search.yaml \
-		-p profile $(PROFILE) -p out_dir $(RESULTS)/search --log-level WARNING
-	mv $(RESULTS)/search.part.ipynb $(RESULTS)/search.ipynb
+	$(call papermill,notebooks/robustness.ipynb,search,-f notebooks/params/search.yaml)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
