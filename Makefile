@@ -67,8 +67,9 @@ $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 search: $(STAMP) | data
 	$(call papermill,notebooks/robustness.ipynb,search,-f notebooks/params/search.yaml)
 
+# JupyterLab on the notebook templates; as root (containers, GPU cloud machines) it needs --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # Removes build litter and half-written notebooks; results/ and the data root (datasets,
 # checkpoints) stay: `make clean-cache` empties the cache.

@@ -8,7 +8,7 @@
 ``nmu.METHODS`` lists every unlearning method (NatMU and the baselines).
 """
 
-from nmu import baselines, natmu  # noqa: F401  (fill METHODS)
+from nmu import natmu, baselines  # noqa: F401, I001  (fill METHODS: NatMU first, then the baselines)
 from nmu.data import Dataset, load_dataset
 from nmu.experiment import Experiment
 from nmu.profiles import PROFILES, get_profile

@@ -1,7 +1,7 @@
-"""The baselines NatMU is compared with (PAPER.md section 4), registered in :data:`nmu.unlearn.METHODS`.
+"""The baselines NatMU is compared with (docs/method.md, "Baselines"), registered in
+:data:`nmu.unlearn.METHODS`. Retraining, the gold standard, is :meth:`nmu.Experiment.retrain`.
 
 ==============  ===============================================================================
-``retrain``     train the untrained model on D_r with the original recipe (the gold standard)
 ``ft``          fine-tune on D_r only
 ``ga``          gradient ascent on D_f
 ``rl``          Random Labels / Amnesiac: fine-tune on D_r + D_f with a random wrong label each
@@ -13,15 +13,13 @@
 ``bs``          Boundary Shrink: relabel D_f to its FGSM neighbour's class, fine-tune
 ==============  ===============================================================================
 
-Shared policy (the same as NatMU's, see :mod:`nmu.unlearn`):
+Shared policy (the same as NatMU's):
 
-- fine-tuning is ``Task.finetune``: AdamW, per-step cosine decay to 0, 5 epochs unless the method's
-  own paper says otherwise (FT and l1-sparse: 10, as in Jia et al. 2023);
-- remaining samples get random crop + flip, forgetting samples and everything derived from them
-  (relabelled D_f, D_f for ascent or distillation) are used as they are; the crop padding is
-  ``Task.crop_padding`` (the original training recipe's);
-- D_r and D_f are shuffled together into one stream; the loss function tells them apart by the
-  batch indices (D_r first, then D_f);
+- fine-tuning is :meth:`nmu.unlearn.Task.finetune`, the one unlearning stream: D_r with crop + flip,
+  then the method's extra samples (relabelled D_f, D_f for ascent or distillation) as they are,
+  shuffled together; the loss function tells them apart by the batch indices. AdamW, per-step
+  cosine decay to 0, 5 epochs unless the method's own paper says otherwise (FT and l1-sparse: 10,
+  as in Jia et al. 2023);
 - importance, saliency and adversarial statistics (SalUn, SSD, Boundary Shrink) are computed once,
   with the original model in eval mode, in float32, on un-augmented images.
 
@@ -39,60 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmu.models import reset_head
-from nmu.train import (LossFn, Recipe, augment, fit, lr_factor, make_optimizer, shuffled_batches,
-                       steps_per_epoch)
-from nmu.unlearn import Task, register
+from nmu.train import LossFn, Recipe, augment, lr_factor, make_optimizer, shuffled_batches, steps_per_epoch
+from nmu.unlearn import Task, frozen, register
 
 # ----------------------------------------------------------------------------------------- helpers
-
-def _stream(task: Task, forget_labels: torch.Tensor | None = None,
-            retain: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Images, labels and the is-forget flag of D_r (if ``retain``) followed by D_f with
-    ``forget_labels`` (if given). The flag doubles as the ``no_augment`` mask."""
-    xs, ys, flags = [], [], []
-    if retain:
-        xs.append(task.retain_images)
-        ys.append(task.retain_labels)
-        flags.append(torch.zeros(len(task.retain_labels), dtype=torch.bool))
-    if forget_labels is not None:
-        if forget_labels.shape != task.forget_labels.shape:
-            raise ValueError(f"need one label per forgetting sample: {tuple(forget_labels.shape)} "
-                             f"vs {tuple(task.forget_labels.shape)}")
-        xs.append(task.forget_images)
-        ys.append(forget_labels.to(torch.int64).cpu())
-        flags.append(torch.ones(len(forget_labels), dtype=torch.bool))
-    if not xs:
-        raise ValueError("nothing to train on: neither D_r nor D_f selected")
-    return torch.cat(xs), torch.cat(ys), torch.cat(flags)
-
-
-def _finetune(task: Task, forget_labels: torch.Tensor | None = None, *, retain: bool = True,
-              lr: float, weight_decay: float, epochs: int, batch_size: int,
-              loss_fn: Callable[[torch.Tensor], LossFn] | None = None, desc: str) -> None:
-    """Fine-tune ``task.model`` on D_r (if ``retain``) plus D_f labelled ``forget_labels`` (if given),
-    shuffled together; D_f is not augmented. ``loss_fn(is_forget)`` builds the loss from the stream's
-    is-forget flags (indexed by the batch's ``idx``); default cross-entropy."""
-    images, labels, is_forget = _stream(task, forget_labels, retain)
-    task.finetune(images, labels, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
-                  no_augment=is_forget, loss_fn=loss_fn(is_forget) if loss_fn is not None else None,
-                  desc=desc)
-
-
-def _relabel_finetune(task: Task, forget_labels: torch.Tensor, *, head_reinit: bool = False,
-                      **kw) -> nn.Module:
-    """RL-style unlearning: (optionally re-initialise the head, then) fine-tune on D_r + relabelled D_f."""
-    if head_reinit:
-        _reset_head(task)
-    _finetune(task, forget_labels, **kw)
-    return task.model
-
-
-def _reset_head(task: Task) -> None:
-    if not isinstance(getattr(task.model, "head", None), nn.Linear):
-        raise TypeError("head_reinit needs a model with a linear `.head` (an nmu.models.Classifier)")
-    reset_head(task.model, task.seed)
-
 
 def _need_classes(task: Task, method: str) -> None:
     if task.num_classes < 2:
@@ -104,14 +52,6 @@ def _check_positive(**values: float) -> None:
     for name, v in values.items():
         if not v > 0:
             raise ValueError(f"{name} must be > 0, got {v}")
-
-
-def _frozen(model: nn.Module) -> nn.Module:
-    """A frozen eval-mode copy of ``model`` (a teacher)."""
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 def _kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -175,26 +115,13 @@ def diagonal_fisher(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 # ----------------------------------------------------------------------------------------- methods
 
-@register("retrain")
-def retrain(task: Task) -> nn.Module:
-    """Retrain: the untrained model (``task.fresh_model()``) trained on D_r with the original
-    recipe (``task.train_recipe``), all of D_r augmented as in original training. The gold standard."""
-    if task.fresh_model is None or task.train_recipe is None:
-        raise ValueError("retrain needs the untrained model and the original recipe: pass fresh_model= "
-                         "and train_recipe= to unlearn() (e.g. Experiment.new_model and Experiment.recipe)")
-    model = task.fresh_model().to(task.device)
-    fit(model, task.retain_images, task.retain_labels, task.train_recipe, seed=task.seed, device=task.device,
-        precision=task.precision, progress=task.progress, desc="retrain")
-    return model
-
-
 @register("ft")
 def ft(task: Task, *, lr: float = 1e-3, weight_decay: float = 5e-4, epochs: int = 10,
        batch_size: int = 128) -> nn.Module:
     """FT (fine-tuning, e.g. Warnecke et al. 2023; Jia et al. 2023): keep training the original on
     D_r only, relying on catastrophic forgetting. 10 epochs as in Jia et al.; their SGD lr of
     0.01-0.1 is far too large for AdamW, so the default is 1e-3."""
-    _finetune(task, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, desc="ft")
+    task.finetune(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, desc="ft")
     return task.model
 
 
@@ -205,8 +132,8 @@ def ga(task: Task, *, lr: float = 1e-5, weight_decay: float = 0.0, epochs: int =
     D_f (minimise its negative) with a small learning rate; D_r is not used."""
     def loss_fn(is_forget: torch.Tensor) -> LossFn:
         return lambda model, x, y, idx: -F.cross_entropy(model(x), y, reduction="none")
-    _finetune(task, task.forget_labels, retain=False, lr=lr, weight_decay=weight_decay, epochs=epochs,
-              batch_size=batch_size, loss_fn=loss_fn, desc="ga")
+    task.finetune(task.forget_images, task.forget_labels, retain=False, lr=lr, weight_decay=weight_decay,
+                  epochs=epochs, batch_size=batch_size, loss_fn=loss_fn, desc="ga")
     return task.model
 
 
@@ -224,8 +151,11 @@ def rl(task: Task, *, lr: float = 1.8e-5, weight_decay: float = 4e-4, epochs: in
     together. ``head_reinit`` first re-initialises the final linear layer (sub-class settings)."""
     _need_classes(task, "rl")
     labels = random_wrong_labels(task.forget_labels, task.num_classes, task.seed)
-    return _relabel_finetune(task, labels, head_reinit=head_reinit, lr=lr, weight_decay=weight_decay,
-                             epochs=epochs, batch_size=batch_size, desc="rl")
+    if head_reinit:
+        task.reset_head()
+    task.finetune(task.forget_images, labels, lr=lr, weight_decay=weight_decay, epochs=epochs,
+                  batch_size=batch_size, desc="rl")
+    return task.model
 
 
 def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:
@@ -238,7 +168,7 @@ def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:
         for m in teacher.modules():
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
-    return _frozen(teacher)
+    return frozen(teacher)
 
 
 @register("badteacher")
@@ -252,10 +182,10 @@ def badteacher(task: Task, *, lr: float = 5e-5, weight_decay: float = 9e-4, epoc
     of D_r, not the paper's 30 % subset, like the other baselines); both teachers see the same
     augmented batch. ``head_reinit`` re-initialises the student's head first (full-class setting)."""
     _check_positive(temperature=temperature)
-    good = _frozen(task.model)
+    good = task.frozen_copy()
     bad = incompetent_teacher(task.model, task.seed)
     if head_reinit:
-        _reset_head(task)
+        task.reset_head()
 
     def loss_fn(is_forget: torch.Tensor) -> LossFn:
         def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -269,8 +199,8 @@ def badteacher(task: Task, *, lr: float = 5e-5, weight_decay: float = 9e-4, epoc
             return _kl(model(x), target, temperature)
         return loss
 
-    _finetune(task, task.forget_labels, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
-              loss_fn=loss_fn, desc="badteacher")
+    task.finetune(task.forget_images, task.forget_labels, lr=lr, weight_decay=weight_decay, epochs=epochs,
+                  batch_size=batch_size, loss_fn=loss_fn, desc="badteacher")
     return task.model
 
 
@@ -320,8 +250,8 @@ def salun(task: Task, *, lr: float = 5e-5, weight_decay: float = 3e-4, epochs: i
 
     labels = random_wrong_labels(task.forget_labels, task.num_classes, task.seed)
     try:
-        _finetune(task, labels, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
-                  loss_fn=loss_fn, desc="salun")
+        task.finetune(task.forget_images, labels, lr=lr, weight_decay=weight_decay, epochs=epochs,
+                      batch_size=batch_size, loss_fn=loss_fn, desc="salun")
     finally:
         for h in hooks:
             h.remove()
@@ -350,8 +280,8 @@ def l1sparse(task: Task, *, lr: float = 1e-3, weight_decay: float = 5e-4, epochs
             return ce + scale * sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
         return loss
 
-    _finetune(task, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, loss_fn=loss_fn,
-              desc="l1sparse")
+    task.finetune(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, loss_fn=loss_fn,
+                  desc="l1sparse")
     return task.model
 
 
@@ -372,7 +302,7 @@ def scrub(task: Task, *, lr: float = 1e-4, weight_decay: float = 5e-4, epochs: i
     if epochs < 0 or max_epochs < 0:
         raise ValueError(f"epochs and max_epochs must be >= 0, got {epochs} and {max_epochs}")
     device, model = task.device, task.model.to(memory_format=torch.channels_last)
-    teacher = _frozen(model)
+    teacher = task.frozen_copy()
     amp = task.precision == "bf16"
     pad = task.crop_padding
     fbs = forget_batch_size or batch_size
@@ -472,5 +402,8 @@ def bs(task: Task, *, lr: float = 1.8e-5, weight_decay: float = 4e-4, epochs: in
     _need_classes(task, "bs")
     _check_positive(eps=eps)
     labels = boundary_labels(task.model, task.forget_images, task.forget_labels, eps, device=task.device)
-    return _relabel_finetune(task, labels, head_reinit=head_reinit, retain=retain, lr=lr,
-                             weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, desc="bs")
+    if head_reinit:
+        task.reset_head()
+    task.finetune(task.forget_images, labels, retain=retain, lr=lr, weight_decay=weight_decay, epochs=epochs,
+                  batch_size=batch_size, desc="bs")
+    return task.model

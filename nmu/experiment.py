@@ -24,7 +24,7 @@ from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
 from nmu.splits import Split, class_split, hardest_split, random_split, subclass_split
-from nmu.train import default_device, fit, resolve_precision
+from nmu.train import FitResult, default_device, fit, resolve_precision
 
 CACHE_VERSION = 1  # bump when a change to the trainer or models invalidates stored checkpoints
 
@@ -102,25 +102,34 @@ class Experiment:
         raise ValueError(f"unknown split kind {kind!r}; use random, hardest, class or subclass")
 
     def cache_fields(self, kind: str, split: Split | None = None) -> dict:
-        """Everything that determines a ``kind`` model of this experiment (its checkpoint key)."""
+        """Everything that determines a ``kind`` model of this experiment (its checkpoint key). On a CPU
+        that includes the intra-op thread count: floating-point reductions, hence the trained
+        weights, differ between thread counts."""
         return {"kind": kind, "dataset": self.data.name, "data": self.data_fingerprint, "arch": self.arch,
                 "recipe": self.recipe.to_dict(), "init_seed": self.init_seed, "data_seed": self.data_seed,
                 "split": split.checksum if split is not None else None, "precision": self.precision,
+                "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
                 "version": CACHE_VERSION}
 
     def checkpoint(self, kind: str, split: Split | None = None) -> Path:
         """Where the ``original`` / ``retrain`` checkpoint of this experiment lives (trained or not)."""
         return checkpoint_path(kind, self.cache_fields(kind, split), self.root)
 
+    def train(self, split: Split | None = None, desc: str = "train") -> tuple[Classifier, FitResult]:
+        """Train the untrained model on D_r of ``split`` (all the training data if None) with the
+        experiment's recipe, uncached: what :meth:`original` and :meth:`retrain` cache."""
+        model = self.new_model()
+        images, labels = split.retain_set(self.data) if split is not None else (self.data.train_images,
+                                                                                 self.data.train_labels)
+        result = fit(model, images, labels, self.recipe, seed=self.data_seed, device=self.device,
+                     precision=self.precision, record_losses=True, progress=self.progress, desc=desc)
+        return model, result
+
     def _trained(self, kind: str, split: Split | None) -> TrainedModel:
         fields = self.cache_fields(kind, split)
-        idx = torch.from_numpy(split.retain) if split is not None else torch.arange(len(self.data.train_labels))
 
         def build() -> dict:
-            model = self.new_model()
-            result = fit(model, self.data.train_images[idx], self.data.train_labels[idx], self.recipe,
-                         seed=self.data_seed, device=self.device, precision=self.precision,
-                         record_losses=True, progress=self.progress, desc=f"{kind} {self.data.name}")
+            model, result = self.train(split, desc=f"{kind} {self.data.name}")
             return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "seconds": result.seconds, "sample_loss": result.sample_loss}
 

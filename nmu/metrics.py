@@ -1,5 +1,5 @@
 """Evaluation of an unlearned model: accuracies, three named membership-inference attacks, KL to
-the retrained model and the paper's Avg. Gap (PAPER.md section 5).
+the retrained model and the paper's Avg. Gap (docs/method.md, "Metrics").
 
     record = evaluate(model, exp.data, split, retrained=exp.retrain(split).model)
     gold = evaluate(exp.retrain(split).model, exp.data, split)

@@ -1,4 +1,4 @@
-"""NatMU, the whole method (He et al., "Towards Natural Machine Unlearning", PAPER.md section 2).
+"""NatMU, the whole method (He et al., "Towards Natural Machine Unlearning"; docs/method.md).
 
 Each forgetting image x_f is blended with K correctly labelled remaining images x_r:
 
@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from nmu.models import reset_head
 from nmu.train import predict
 from nmu.unlearn import Task, register
 
@@ -49,6 +48,12 @@ def masks(size: int | tuple[int, int], delta: float = 0.0) -> torch.Tensor:
 
     tr, top_r = tent(h)
     tc, top_c = tent(w)
+    top = min(top_r, top_c)
+    if delta >= 1 or delta <= -top:
+        what = ("all 1: the forgetting image alone, i.e. pure relabelling" if delta >= 1
+                else "all 0: the injected remaining image alone")
+        raise ValueError(f"delta={delta} makes every mask constant ({what}), which is not NatMU; use "
+                         f"-{top:.3g} < delta < 1 (the paper's values lie in [-0.19, 0.045])")
     rows, cols = tr[:, None].expand(h, w), tc[None, :].expand(h, w)
     patterns = torch.stack([rows, cols, top_r - rows, top_c - cols])
     return (patterns + delta).clamp(0, 1).float()
@@ -148,19 +153,14 @@ def make_hybrids(model: nn.Module, forget_images: torch.Tensor, forget_labels: t
 @register("natmu")
 def natmu(task: Task, *, lr: float = 1e-3, weight_decay: float = 2e-3, delta: float = -0.19, k: int = 4,
           epochs: int = 5, batch_size: int = 128, head_reinit: bool = False) -> nn.Module:
-    """Fine-tune on augmented D_r plus the K * |D_f| hybrids (PAPER.md section 2, step 6).
+    """Fine-tune on augmented D_r plus the K * |D_f| hybrids (docs/method.md, step 6).
 
     ``head_reinit`` (full-class forgetting) re-initialises the linear head after the class choice.
     """
-    retain_images, retain_labels = task.retain_images, task.retain_labels
-    hybrids = make_hybrids(task.model, task.forget_images, task.forget_labels, retain_images, retain_labels,
-                           k=k, delta=delta, seed=task.seed, device=task.device)
+    hybrids = make_hybrids(task.model, task.forget_images, task.forget_labels, task.retain_images,
+                           task.retain_labels, k=k, delta=delta, seed=task.seed, device=task.device)
     if head_reinit:
-        reset_head(task.model, task.seed)
-    images = torch.cat([retain_images, hybrids.images])
-    labels = torch.cat([retain_labels, hybrids.labels])
-    no_augment = torch.cat([torch.zeros(len(retain_labels), dtype=torch.bool),
-                            torch.ones(len(hybrids.labels), dtype=torch.bool)])
-    task.finetune(images, labels, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
-                  no_augment=no_augment, desc="natmu")
+        task.reset_head()
+    task.finetune(hybrids.images, hybrids.labels, lr=lr, weight_decay=weight_decay, epochs=epochs,
+                  batch_size=batch_size, desc="natmu")
     return task.model

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 LABELS = {
     "acc_test": "Acc D_t (%)", "acc_retain": "Acc D_r (%)", "acc_forget": "Acc D_f (%)",
@@ -74,3 +75,23 @@ def image_grid(images: list[np.ndarray], titles: list[str], ncols: int, cmap: st
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """A uint8 (C, H, W) image tensor as an array for :func:`image_grid`: HxW (one channel) or HxWxC in [0, 1]."""
+    x = x.float().div(255)
+    return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+
+
+def class_shares(data, splits: list) -> plt.Figure:
+    """Bars of each class's share (%) of the forgetting set of each split (e.g. the hardest samples),
+    against the class-balanced share."""
+    labels = data.train_labels.numpy()
+    shares = pd.DataFrame({s.description: np.bincount(labels[s.forget], minlength=data.num_classes) / len(s.forget) * 100
+                           for s in splits}, index=data.classes)
+    ax = shares.plot.bar(figsize=(max(7, 0.25 * data.num_classes), 3), rot=45)
+    ax.axhline(100 / data.num_classes, color="grey", ls="--", lw=0.8, label="class-balanced")
+    ax.set_ylabel("% of the forgetting set")
+    ax.set_title("class make-up of the hardest samples")
+    ax.legend(fontsize=8)
+    return ax.figure

@@ -6,8 +6,12 @@ profile   data and model                             original / retrain recipe
 smoke     ``digits`` (8x8, offline), tinycnn         SGD, 15 epochs: seconds on a CPU; for tests/CI
 quick     real CIFAR-10, 1,000 training images per   SGD, 30 epochs, bf16 where native: about
           class (full test set), smallcnn16 (0.14 M)  2 min per model on 2 CPU cores
-paper     PAPER.md section 3 exactly (GPU)           SGD lr 0.1, 100 epochs, warm-up 2, x0.1 at 60/80 %
+paper     the paper's models (docs/method.md,        SGD lr 0.1, 100 epochs, warm-up 2, x0.1 at 60/80 %
+          "Protocol"), for a GPU
 ========  =========================================  ==========================================
+
+A profile also owns its unlearning hyperparameters (``Profile.presets``, read from its section of
+``presets.yaml``), so everything a run depends on is found from the profile.
 
 Why the quick profile trains a small model long on a tenth of CIFAR-10: unlearning is only a
 problem when the original has memorised its training samples (train accuracy well above test
@@ -17,9 +21,26 @@ on 10,000 images 30 epochs reach 87 % train / 76 % test accuracy in under two mi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from nmu.train import Recipe
+
+PRESETS_FILE = Path(__file__).with_name("presets.yaml")
+
+
+@lru_cache(maxsize=None)
+def load_presets(section: str, path: Path = PRESETS_FILE) -> dict[str, dict[str, dict]]:
+    """One profile's section of a presets file: ``{"default" | "<dataset>-<kind>": {method: hparams}}``."""
+    table = yaml.safe_load(Path(path).read_text()) or {}
+    if section not in table:
+        raise ValueError(f"{path} has no section {section!r}; its sections are {sorted(table)}")
+    return table[section]
 
 
 @dataclass(frozen=True)
@@ -38,13 +59,28 @@ class Profile:
     stays whole); ``None`` = the whole training set."""
     class_wise: tuple[str, str, tuple[str, ...]] = ("cifar10", "cifar10-coarse", ("automobile",))
     """Class-wise settings: (full-class dataset, its coarse-label version, classes to forget)."""
+    presets: Mapping[str, Mapping[str, dict]] = field(default_factory=dict)
+    """Unlearning hyperparameters: ``{"default": {method: {...}}, "<dataset>-<kind>": {method: {...}}}``
+    (see presets.yaml)."""
     description: str = ""
+
+    def hyperparameters(self, method: str, dataset: str, kind: str,
+                        overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``method``'s hyperparameters for a setting: its code defaults < the profile's ``default`` <
+        the setting's (``<dataset>-<kind>``; ``hardest`` uses ``random``'s, as the paper does) < ``overrides``."""
+        setting = self.presets.get(setting_name(dataset, kind), {})
+        return {**self.presets.get("default", {}).get(method, {}), **setting.get(method, {}), **(overrides or {})}
 
     def arch_for(self, dataset: str) -> str:
         return self.archs.get(_base(dataset), self.archs["*"])
 
     def recipe_for(self, dataset: str) -> Recipe:
         return self.recipe.with_(**self.overrides.get(_base(dataset), {}))
+
+
+def setting_name(dataset: str, kind: str) -> str:
+    """``<dataset>-<kind>``, the key of a setting in a profile's presets (hardest shares random's)."""
+    return f"{dataset}-{'random' if kind == 'hardest' else kind}"
 
 
 def _base(dataset: str) -> str:
@@ -55,12 +91,12 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", "digits", {"*": "tinycnn"},
         Recipe(epochs=15, lr=0.05, batch_size=64, weight_decay=5e-4, warmup_epochs=1, crop_padding=1),
-        class_wise=("digits", "digits-coarse", ("3",)),
+        class_wise=("digits", "digits-coarse", ("3",)), presets=load_presets("smoke"),
         description="8x8 digits and a 4-channel-wide CNN: every notebook in seconds on a CPU"),
     "quick": Profile(
         "quick", "cifar10", {"*": "smallcnn16"},
         Recipe(epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=1),
-        train_per_class=1000,
+        train_per_class=1000, presets=load_presets("quick"),
         description="real CIFAR-10 (1,000 training images per class) with a 0.14 M-parameter CNN on a CPU"),
     "paper": Profile(
         "paper", "cifar10",
@@ -69,7 +105,8 @@ PROFILES: dict[str, Profile] = {
         Recipe(epochs=100, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=2),
         overrides={"tinyimagenet": {"batch_size": 256, "crop_padding": 8}},
         class_wise=("cifar100", "cifar20", ("rocket", "mushroom", "baby", "lamp", "sea")),
-        description="PAPER.md section 3: the authors' models and 100-epoch recipe, for a GPU"),
+        presets=load_presets("paper"),
+        description="the paper's models and 100-epoch recipe (docs/method.md), for a GPU"),
 }
 
 

@@ -1,14 +1,18 @@
 """Figures (PNG + PDF), tables (Markdown + CSV) and run manifests for ``results/``.
 
-Notebooks call these so that every output is written the same way: atomically, next to a
-manifest that records how it was made (git commit, package versions, device, profile, seeds,
-parameters, wall time).
+Every notebook starts with ``report = nmu.report.start("<notebook>", globals())`` right after its
+``parameters`` cell and ends with ``report.finish()``, so every output is written the same way:
+checked parameters, atomically, into one whole run's folder next to a manifest that records how
+it was made (git commit, package versions, device, threads, parameters, wall time).
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import platform
+import shutil
 import subprocess
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -85,19 +89,134 @@ def _device() -> str:
     return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-class Manifest:
-    """Started at the top of a notebook, written at its end: ``<out_dir>/manifest.json``."""
+REPO = Path(__file__).resolve().parent.parent
+"""The source checkout (relative ``out_dir`` values resolve against it, not the kernel's cwd)."""
+PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
+"""Types a notebook parameter can have (what papermill can inject)."""
+IPYTHON_NAMES = {"In", "Out", "exit", "quit", "open", "get_ipython"}
 
-    def __init__(self, out_dir: str | Path, notebook: str, parameters: dict[str, Any]):
-        self.out_dir, self.notebook, self.parameters = Path(out_dir), notebook, parameters
+
+class NotebookParameterError(TypeError):
+    """A papermill parameter that the notebook does not declare, or of the wrong type."""
+
+
+def start(notebook: str, namespace: dict[str, Any]) -> Report:
+    """Start a notebook's report: call it from the cell after the ``parameters`` cell with ``globals()``.
+
+    The notebook's parameters are the plain values (numbers, strings, lists, dicts, None) of its
+    namespace; where the template ``notebooks/<notebook>.ipynb`` is found, they are checked against
+    the assignments of its ``parameters`` cell: a name it does not declare (a misspelt ``-p``) is an
+    error naming the valid ones, and a value whose type differs from the declared default's (or the
+    cell's annotation, e.g. ``methods: list | None = None``) is an error naming the expected type.
+    ``out_dir`` = None means ``results/<profile>/<notebook>``; a relative one is taken from the
+    repository root."""
+    given = {k: v for k, v in namespace.items()
+             if not k.startswith("_") and k not in IPYTHON_NAMES and isinstance(v, PLAIN)}
+    declared = declared_parameters(REPO / "notebooks" / f"{notebook}.ipynb")
+    if declared is not None:
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise NotebookParameterError(f"{notebook}: unknown parameter(s) {unknown}; its parameters are "
+                                         f"{sorted(declared)}")
+        for name, (default, annotation) in declared.items():
+            if name in given:
+                _check_parameter(notebook, name, given[name], default, annotation)
+        given = {name: given[name] for name in declared if name in given}
+    out_dir = given.get("out_dir")
+    if out_dir is None:
+        out_dir = Path("results") / str(given.get("profile", "default")) / notebook
+    out_dir = Path(out_dir).expanduser()
+    return Report(notebook, given, out_dir if out_dir.is_absolute() else REPO / out_dir)
+
+
+def declared_parameters(template: Path) -> dict[str, tuple[Any, str | None]] | None:
+    """``{name: (default, annotation source)}`` of the ``parameters`` cell of a notebook file, or
+    None if there is no such file."""
+    if not template.is_file():
+        return None
+    cells = json.loads(template.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{template} needs exactly one cell tagged 'parameters', found {len(tagged)}")
+    out = {}
+    for node in ast.parse("".join(tagged[0]["source"])).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = (ast.literal_eval(node.value), None)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out[node.target.id] = (ast.literal_eval(node.value) if node.value is not None else None,
+                                   ast.unparse(node.annotation))
+    return out
+
+
+def _check_parameter(notebook: str, name: str, value: Any, default: Any, annotation: str | None) -> None:
+    names = {"None": type(None), "bool": bool, "int": int, "float": float, "str": str, "list": list,
+             "tuple": tuple, "dict": dict}
+    if annotation is not None:
+        allowed = tuple(names[t.strip().split("[")[0]] for t in annotation.split("|"))
+    elif default is None:
+        return
+    else:
+        allowed = (type(default),)
+    if float in allowed:
+        allowed += (int,)
+    if list in allowed:
+        allowed += (tuple,)
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        expected = " or ".join(t.__name__ for t in dict.fromkeys(allowed))
+        hint = " (pass lists and dicts as YAML: papermill -y 'methods: [natmu, rl]')" if list in allowed or dict in allowed else ""
+        raise NotebookParameterError(f"{notebook}: parameter {name}={value!r} must be {expected}, got "
+                                     f"{type(value).__name__}{hint}")
+
+
+class Report:
+    """A notebook run's outputs: figures and tables go to a fresh folder beside ``out_dir``, which
+    :meth:`finish` (with the manifest) swaps into place, so ``out_dir`` always holds one whole run."""
+
+    def __init__(self, notebook: str, parameters: dict[str, Any], out_dir: Path):
+        self.notebook, self.parameters, self.out_dir = notebook, parameters, Path(out_dir)
         self.start = time.time()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.out_dir.parent.glob(f".{self.out_dir.name}.partial-*"):
+            if not _alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.work = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir()
 
-    def write(self, **extra: Any) -> Path:
+    def __repr__(self) -> str:
+        return f"Report({self.notebook!r} -> {self.out_dir})"
+
+    def figure(self, fig, name: str) -> None:
+        """Save ``fig`` as ``<name>.png`` and ``.pdf``."""
+        save_figure(fig, self.work, name)
+
+    def table(self, df: pd.DataFrame, name: str, floatfmt: str = ".2f") -> None:
+        """Save ``df`` as ``<name>.csv`` and ``.md`` (see :func:`save_table`)."""
+        save_table(df, self.work, name, floatfmt)
+
+    def finish(self, **extra: Any) -> None:
+        """Write ``manifest.json`` (commit, packages, device, threads, parameters, wall time) and put
+        this run's folder in place of ``out_dir``."""
         body = {"notebook": self.notebook, "parameters": self.parameters, "git_commit": _git_commit(),
                 "packages": _versions(), "python": platform.python_version(), "device": _device(),
+                "torch_threads": torch.get_num_threads(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.start)),
                 "wall_seconds": round(time.time() - self.start, 1), **extra}
-        path = self.out_dir / "manifest.json"
-        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(body, indent=2, default=str) + "\n"))
-        return path
+        atomic_write(self.work / "manifest.json",
+                     lambda tmp: tmp.write_text(json.dumps(body, indent=2, default=str) + "\n"))
+        old = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
+        if self.out_dir.exists():
+            os.replace(self.out_dir, old)
+        os.replace(self.work, self.out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        print(f"{self.notebook}: outputs in {self.out_dir}")
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -6,64 +6,46 @@
 
 Each run's unlearned weights and metrics are stored in the checkpoint cache under a key of the
 experiment, split, method, hyperparameters and seed, so an interrupted notebook resumes where it
-stopped and a re-run only reads files. Hyperparameters come from ``presets.yaml``.
+stopped and a re-run only reads files. Hyperparameters come from the profile's presets
+(:meth:`nmu.profiles.Profile.hyperparameters`). Every table starts with two reference rows: the
+retrained model (the gold standard, :meth:`Experiment.retrain`) and the original model (no
+unlearning at all: the floor any method must beat).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from nmu.cache import cached
 from nmu.experiment import Experiment
 from nmu.metrics import METRIC_ORDER, avg_gap, evaluate, records_to_frame
 from nmu.models import Classifier
 from nmu.splits import Split
-from nmu.unlearn import METHODS, unlearn
+from nmu.unlearn import METHODS, check_hparams, check_method, unlearn
 
-PRESETS = Path(__file__).with_name("presets.yaml")
-
-
-@lru_cache(maxsize=1)
-def _presets() -> dict:
-    return yaml.safe_load(PRESETS.read_text())
+REFERENCES = ("retrain", "original")
+"""The reference rows of every table (not methods)."""
 
 
-def setting_name(dataset: str, kind: str) -> str:
-    """``<dataset>-<kind>``, the key of a setting in ``presets.yaml`` (hardest shares random's)."""
-    return f"{dataset}-{'random' if kind == 'hardest' else kind}"
-
-
-def hyperparameters(method: str, profile: str, dataset: str, kind: str,
-                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The method's hyperparameters for a setting: profile default < setting < ``overrides``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    table = _presets().get(profile, {})
-    setting = table.get(setting_name(dataset, kind), {})
-    return {**table.get("default", {}).get(method, {}), **setting.get(method, {}), **(overrides or {})}
+def hyperparameters(exp: Experiment, method: str, kind: str, overrides: Mapping[str, Any] | None = None) -> dict:
+    """``method``'s checked hyperparameters on ``exp`` for a split of ``kind`` (presets < ``overrides``)."""
+    return check_hparams(method, exp.profile.hyperparameters(check_method(method), exp.data.name, kind, overrides))
 
 
 def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
-              overrides: dict[str, Any] | None = None) -> tuple[Classifier, dict]:
-    """The unlearned model and its record (metrics, run time, hyperparameters), cached.
-    ``method`` may also be ``"retrain"`` or ``"original"`` (the model before unlearning)."""
-    if method in ("retrain", "original"):
-        return _reference_run(exp, split, method)
-    hp = hyperparameters(method, exp.profile.name, exp.data.name, split.kind, overrides)
+              overrides: Mapping[str, Any] | None = None) -> tuple[Classifier, dict]:
+    """The unlearned model and its record (metrics, run time, hyperparameters), cached."""
+    hp = hyperparameters(exp, method, split.kind, overrides)
     retrained = exp.retrain(split)
     fields = {**exp.cache_fields("unlearn", split), "method": method, "hparams": hp, "seed": seed}
 
     def build() -> dict:
         result = unlearn(method, exp.original().model, exp.data, split, seed=seed, device=exp.device,
-                         precision=exp.precision, progress=exp.progress, fresh_model=exp.new_model,
-                         train_recipe=exp.recipe, **hp)
+                         precision=exp.precision, progress=exp.progress, crop_padding=exp.recipe.crop_padding, **hp)
         metrics = evaluate(result.model, exp.data, split, retrained=retrained.model, device=exp.device, seed=seed)
         return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()},
                 "seconds": result.seconds, "metrics": metrics}
@@ -75,17 +57,26 @@ def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
     return model, _record(exp, split, method, seed, hp, stored["seconds"], stored["metrics"], retrained.seconds)
 
 
-def _reference_run(exp: Experiment, split: Split, which: str) -> tuple[Classifier, dict]:
-    """``retrain`` (the gold standard) or ``original`` (no unlearning at all: the floor any method
-    must beat), evaluated against the retrained model and cached."""
+def trained_models(exp: Experiment, split: Split, methods: Sequence[str], *, seed: int = 0) -> dict[str, Classifier]:
+    """``{"retrain": ..., "original": ..., method: ...}``: the reference models and each method's
+    unlearned model (unlearning seed ``seed``), all cached."""
+    models = {"retrain": exp.retrain(split).model, "original": exp.original().model}
+    return models | {m: unlearned(exp, split, m, seed=seed)[0] for m in check_methods(methods)}
+
+
+def reference_records(exp: Experiment, split: Split) -> list[dict]:
+    """The ``retrain`` and ``original`` records of ``split``: both models evaluated against the
+    retrained one (cached), with the retrain's training time and 0 s for the original."""
     retrained = exp.retrain(split)
-    model = retrained.model if which == "retrain" else exp.original().model
-    fields = {**exp.cache_fields(f"{which}-metrics", split), "seed": exp.data_seed}
-    stored, _ = cached(f"metrics-{which}", fields, lambda: {"metrics": evaluate(
-        model, exp.data, split, retrained=retrained.model, device=exp.device, seed=exp.data_seed)}, exp.root)
-    seconds = retrained.seconds if which == "retrain" else 0.0
-    return model, _record(exp, split, which, exp.data_seed, exp.recipe.to_dict(), seconds, stored["metrics"],
-                          retrained.seconds)
+    records = []
+    for which, model, seconds in (("retrain", retrained.model, retrained.seconds),
+                                  ("original", exp.original().model, 0.0)):
+        fields = {**exp.cache_fields(f"{which}-metrics", split), "seed": exp.data_seed}
+        stored, _ = cached(f"metrics-{which}", fields, lambda model=model: {"metrics": evaluate(
+            model, exp.data, split, retrained=retrained.model, device=exp.device, seed=exp.data_seed)}, exp.root)
+        records.append(_record(exp, split, which, exp.data_seed, exp.recipe.to_dict(), seconds, stored["metrics"],
+                               retrained.seconds))
+    return records
 
 
 def _record(exp: Experiment, split: Split, method: str, seed: int, hp: dict, seconds: float,
@@ -97,22 +88,21 @@ def _record(exp: Experiment, split: Split, method: str, seed: int, hp: dict, sec
             **{k: float(v) for k, v in metrics.items()}}
 
 
-def run_setting(exp: Experiment, split: Split, methods: list[str],
+def run_setting(exp: Experiment, split: Split, methods: Sequence[str] | None = None,
                 seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,),
-                overrides: Mapping[str, dict[str, Any]] | None = None) -> pd.DataFrame:
-    """Records of ``methods`` x ``seeds`` on ``split`` after a ``retrain`` row and an ``original`` row
-    (the model before unlearning, run time 0), with ``avg_gap`` filled in against the retrained
-    model of this experiment (same setting, same experiment seed).
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """Records of ``methods`` (default: every registered method, ``nmu.METHODS``) x ``seeds`` on
+    ``split`` after the ``retrain`` and ``original`` reference rows, with ``avg_gap`` filled in
+    against the retrained model of this experiment (same setting, same experiment seed).
 
     ``seeds`` are unlearning seeds (data order, augmentation, hybrid sampling, random labels; the
     original and retrained models stay those of ``exp``): one list for all methods, or a dict by
     method with ``"*"`` for the rest. ``overrides`` maps a method to hyperparameters that replace
-    its presets."""
-    _, gold = _reference_run(exp, split, "retrain")
-    records = [gold, _reference_run(exp, split, "original")[1]]
+    its presets. Misspelt method names, in any of the three, are an error."""
+    methods = check_methods(methods, seeds, overrides)
+    gold, original = reference_records(exp, split)
+    records = [gold, original]
     for method in methods:
-        if method in ("retrain", "original"):
-            continue
         method_seeds = seeds.get(method, seeds.get("*", (0,))) if isinstance(seeds, Mapping) else seeds
         for seed in method_seeds:
             _, rec = unlearned(exp, split, method, seed=seed, overrides=(overrides or {}).get(method))
@@ -120,6 +110,28 @@ def run_setting(exp: Experiment, split: Split, methods: list[str],
     for rec in records:
         rec["avg_gap"] = avg_gap(rec, gold, split.kind)
     return records_to_frame(records)
+
+
+def check_methods(methods: Sequence[str] | None, seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,),
+                  overrides: Mapping[str, Any] | None = None) -> list[str]:
+    """``methods`` as a list (``None`` = every registered method), after checking every method name
+    in ``methods``, the keys of ``seeds`` (``"*"`` = the rest) and of ``overrides``, and the seeds' type."""
+    if methods is None:
+        methods = list(METHODS)
+    if isinstance(methods, str) or not isinstance(methods, Sequence):
+        raise TypeError(f"methods must be a list of method names, e.g. ['natmu', 'rl'], got {methods!r}")
+    for where, names in (("methods", methods), ("seeds", seeds if isinstance(seeds, Mapping) else {}),
+                         ("overrides", overrides or {})):
+        unknown = [m for m in names if m not in METHODS and not (where == "seeds" and m == "*")]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown} in {where}; the methods are {sorted(METHODS)}"
+                             + (" (retrain and original are reference rows, always included)"
+                                if set(unknown) & set(REFERENCES) else ""))
+    for seed_list in (seeds.values() if isinstance(seeds, Mapping) else [seeds]):
+        if isinstance(seed_list, (str, int)) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                         for s in seed_list):
+            raise TypeError(f"seeds must be a list of integers (or a dict of such lists by method), got {seeds!r}")
+    return list(methods)
 
 
 def summarize(table: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> pd.DataFrame:

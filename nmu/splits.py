@@ -40,6 +40,19 @@ class Split:
                 raise TypeError(f"{name} indices must be integers, got dtype {arr.dtype}")
             object.__setattr__(self, name, np.sort(arr.astype(np.int64).ravel()))
 
+    def forget_set(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """D_f of ``data`` (an :class:`nmu.data.Dataset`): its training images and labels."""
+        return self._take(data, self.forget)
+
+    def retain_set(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """D_r of ``data``: its training images and labels."""
+        return self._take(data, self.retain)
+
+    @staticmethod
+    def _take(data, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(index)
+        return data.train_images[idx], data.train_labels[idx]
+
     @property
     def checksum(self) -> str:
         h = hashlib.sha256(self.forget.tobytes() + b"|" + self.retain.tobytes())
@@ -139,6 +152,8 @@ def _labels(labels: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def _check_fraction(fraction: float) -> None:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)):
+        raise TypeError(f"fraction must be a number in (0, 1), e.g. 0.1, got {fraction!r} ({type(fraction).__name__})")
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
 
@@ -148,6 +163,9 @@ def _class_index(cls: str | int, classes: Sequence[str]) -> int:
         return list(classes).index(cls)
     if isinstance(cls, str) and not cls.isdigit():
         raise ValueError(f"unknown class {cls!r}; known classes: {list(classes)}")
+    if isinstance(cls, bool) or not isinstance(cls, (str, int, np.integer)):
+        raise TypeError(f"a class is a name or an integer index, got {cls!r} ({type(cls).__name__}); "
+                        f"known classes: {list(classes)}")
     c = int(cls)
     if not 0 <= c < len(classes):
         raise ValueError(f"class index {c} out of range [0, {len(classes)})")

@@ -6,28 +6,44 @@ import inspect
 
 import pytest
 
-from nmu.runs import _presets, hyperparameters, run_setting, unlearned
-from nmu.unlearn import METHODS
+from nmu.profiles import PROFILES, get_profile
+from nmu.runs import check_methods, hyperparameters, run_setting, unlearned
+from nmu.unlearn import METHODS, check_hparams
 
 
 def test_every_preset_names_a_method_and_its_real_hyperparameters():
-    for profile, table in _presets().items():
-        for setting, methods in table.items():
+    for profile in PROFILES.values():
+        assert profile.presets, f"{profile.name} has no presets"
+        for setting, methods in profile.presets.items():
             for method, hp in methods.items():
-                assert method in METHODS, f"{profile}/{setting}: unknown method {method}"
-                accepted = set(inspect.signature(METHODS[method]).parameters) - {"task"}
-                assert set(hp) <= accepted, f"{profile}/{setting}/{method}: {set(hp) - accepted}"
+                assert method in METHODS, f"{profile.name}/{setting}: unknown method {method}"
+                check_hparams(method, hp)  # names and types against the method's signature
 
 
 def test_lookup_order():
-    assert hyperparameters("natmu", "paper", "cifar10", "random") == {"lr": 1e-3, "weight_decay": 2e-3, "delta": -0.19}
-    assert hyperparameters("natmu", "paper", "cifar10", "hardest")["delta"] == -0.19  # hardest uses random's
-    assert hyperparameters("natmu", "paper", "cifar100", "class")["head_reinit"] is True
-    smoke_class = hyperparameters("natmu", "smoke", "digits", "class", {"lr": 1.0})
+    paper, smoke = get_profile("paper"), get_profile("smoke")
+    assert paper.hyperparameters("natmu", "cifar10", "random") == {"lr": 1e-3, "weight_decay": 2e-3, "delta": -0.19}
+    assert paper.hyperparameters("natmu", "cifar10", "hardest")["delta"] == -0.19  # hardest uses random's
+    assert paper.hyperparameters("natmu", "cifar100", "class")["head_reinit"] is True
+    smoke_class = smoke.hyperparameters("natmu", "digits", "class", {"lr": 1.0})
     assert smoke_class["head_reinit"] is True and smoke_class["lr"] == 1.0 and smoke_class["epochs"] == 3
-    assert hyperparameters("ssd", "paper", "tinyimagenet", "random") == {"alpha": 5.0, "lam": 1.0}
+    assert paper.hyperparameters("ssd", "tinyimagenet", "random") == {"alpha": 5.0, "lam": 1.0}
+
+
+def test_misspelt_methods_and_badly_typed_hyperparameters_are_errors(smoke):
     with pytest.raises(ValueError, match="unknown method"):
-        hyperparameters("natmoo", "paper", "cifar10", "random")
+        hyperparameters(smoke, "natmoo", "random")
+    split = smoke.split("random", fraction=0.1)
+    for kwargs, match in [(dict(methods=["natmoo"]), "in methods"), (dict(methods="natmu"), "list of method names"),
+                          (dict(methods=["natmu"], seeds={"natmoo": [0]}), "in seeds"),
+                          (dict(methods=["natmu"], overrides={"rll": {"lr": 1.0}}), "in overrides"),
+                          (dict(methods=["natmu"], seeds=[0.5]), "list of integers"),
+                          (dict(methods=["natmu"], overrides={"natmu": {"lrr": 1.0}}), "does not take"),
+                          (dict(methods=["natmu"], overrides={"natmu": {"lr": "abc"}}), "lr='abc' must be float"),
+                          (dict(methods=["natmu"], overrides={"natmu": {"epochs": 2.5}}), "epochs=2.5 must be int")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            run_setting(smoke, split, **kwargs)
+    assert check_methods(None) == list(METHODS) and "retrain" not in METHODS
 
 
 def test_run_setting_records_and_resumes(smoke):

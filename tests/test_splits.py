@@ -82,3 +82,12 @@ def test_user_supplied_index_files(tmp_path):
         Split.from_files(tmp_path / "dup.npy", n=10)
     with pytest.raises(FileNotFoundError):
         Split.from_files(tmp_path / "missing.npy", n=10)
+
+
+def test_badly_typed_fraction_and_class_are_errors_not_truncated():
+    labels = np.repeat(np.arange(4), 10)
+    with pytest.raises(TypeError, match="fraction must be a number"):
+        random_split(labels, "0.1", seed=0)
+    with pytest.raises(TypeError, match="a class is a name or an integer index, got 3.7"):
+        class_split(labels, 3.7, ["a", "b", "c", "d"])
+    assert class_split(labels, np.int64(3), ["a", "b", "c", "d"]).forget.tolist() == list(range(30, 40))
