@@ -1,30 +1,51 @@
 """Checkpoint cache: a model is trained once per key and loaded on every later request.
 
 The key is a hash of everything that determines the weights (dataset fingerprint, arch, recipe,
-split checksum, seeds, precision). Files are written atomically under a per-key lock, so two
-processes (``make -j``, two notebooks) never train the same model at once; the second one waits
-and loads. A truncated file is set aside and rebuilt; a file holding another key raises.
+split checksum, seeds, precision, and, through :func:`code_digest`, the code that computes them).
+Files are written atomically under a per-key lock, so two processes (``make -j``, two notebooks)
+never train the same model at once; the second one waits and loads. A truncated file is set aside
+(under the lock) and rebuilt; a file holding another key raises :class:`CheckpointError`.
+
+Before building, :func:`cached` checks the data root is writable (:class:`~nmu.storage.DataRootError`)
+and has room for the checkpoint (:class:`~nmu.storage.InsufficientSpaceError`, see
+:func:`space_needed`); if saving still fails, the result is returned uncached with a
+:class:`CheckpointNotSavedWarning` rather than lost.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
+import os
+import re
+import shutil
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from filelock import FileLock
 
-from nmu.storage import data_root, load_tensors, save_tensors
+from nmu.storage import (MiB, data_root, ensure_free_space, ensure_writable, format_mib, load_tensors,
+                         save_tensors)
 
 FORMAT = "nmu-checkpoint-v1"
+
+MIN_FREE_BYTES = 64 * MiB
+"""Free space :func:`cached` wants before building when no checkpoint of the same name exists yet;
+``$NMU_MIN_FREE_MB`` overrides it (0 switches the check off unless such a checkpoint exists)."""
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but belongs to something else."""
+
+
+class CheckpointNotSavedWarning(UserWarning):
+    """A result was computed but could not be written to the cache (full disk, ...)."""
 
 
 def checkpoint_key(fields: dict[str, Any]) -> str:
@@ -36,34 +57,100 @@ def checkpoint_path(name: str, fields: dict[str, Any], root: Path | None = None)
     return (root or data_root()) / "checkpoints" / f"{name}-{checkpoint_key(fields)}.pt"
 
 
+@functools.lru_cache(maxsize=None)
+def code_digest(*modules: str) -> str:
+    """A short sha256 (16 hex digits) of the source files of ``modules`` (importable names, e.g.
+    ``"nmu.train"``; a package counts as its ``__init__.py``), in any order.
+
+    Put it in a cache key to invalidate exactly the artefacts computed by that code when it is
+    edited. Computed once per process and argument list (``code_digest.cache_clear()`` forgets).
+    """
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise ModuleNotFoundError(f"no module named {name!r}", name=name)
+        if not spec.origin or not os.path.isfile(spec.origin):
+            raise ValueError(f"module {name!r} has no source file (origin {spec.origin!r})")
+        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def space_needed(name: str, directory: Path) -> int:
+    """Bytes :func:`cached` wants free before building a ``name`` checkpoint in ``directory``:
+    the size of the largest existing checkpoint of that name (another model of the same kind),
+    at least :data:`MIN_FREE_BYTES`."""
+    env = os.environ.get("NMU_MIN_FREE_MB")
+    needed = int(float(env) * MiB) if env else MIN_FREE_BYTES
+    pattern = re.compile(rf"{re.escape(name)}-[0-9a-f]{{20}}\.pt")
+    try:
+        for p in directory.iterdir():
+            if pattern.fullmatch(p.name):
+                needed = max(needed, p.stat().st_size)
+    except OSError:
+        pass
+    return needed
+
+
 def cached(name: str, fields: dict[str, Any], build: Callable[[], dict[str, Any]],
            root: Path | None = None) -> tuple[dict[str, Any], bool]:
     """Return ``(record, was_cached)``; ``build()`` makes the record (tensors, numbers, strings)
-    when no valid checkpoint for ``fields`` exists yet."""
+    when no valid checkpoint for ``fields`` exists yet.
+
+    Raises :class:`~nmu.storage.DataRootError` (data root unusable) or
+    :class:`~nmu.storage.InsufficientSpaceError` before calling ``build()``; warns with
+    :class:`CheckpointNotSavedWarning` and returns the record if it cannot be saved afterwards.
+    """
     path = checkpoint_path(name, fields, root)
     key = checkpoint_key(fields)
-    record = _load(path, key)
+    record = _load(path, key, set_aside=False)
     if record is not None:
         return record, True
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(path.parent, root or data_root())
     with FileLock(str(path) + ".lock"):
-        record = _load(path, key)  # another process may have finished it while we waited
+        record = _load(path, key, set_aside=True)  # another process may have finished it while we waited
         if record is not None:
             return record, True
+        ensure_free_space(path.parent, space_needed(name, path.parent), f"building checkpoint {path.name}")
         record = build()
-        save_tensors({"format": FORMAT, "key": key, "fields": json.loads(json.dumps(fields, default=str)),
-                      "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}, path)
+        try:
+            save_tensors({"format": FORMAT, "key": key, "fields": json.loads(json.dumps(fields, default=str)),
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}, path)
+        except OSError as err:
+            warnings.warn(_not_saved(path, err, record), CheckpointNotSavedWarning, stacklevel=2)
         return record, False
 
 
-def _load(path: Path, key: str) -> dict[str, Any] | None:
+def _not_saved(path: Path, err: OSError, record: dict[str, Any]) -> str:
+    size = sum(v.numel() * v.element_size() for v in record.values() if isinstance(v, torch.Tensor))
+    try:
+        free = f"{format_mib(shutil.disk_usage(path.parent).free)} free there"
+    except OSError:
+        free = "free space unknown"
+    return (f"could not save checkpoint {path} ({err}); returning the result without caching it, so it "
+            f"will be computed again next time. The file needs about {format_mib(max(size, MiB // 10))} "
+            f"({free}): free some space or point $NMU_DATA at another disk.")
+
+
+def _load(path: Path, key: str, set_aside: bool) -> dict[str, Any] | None:
+    """The record at ``path``, or None if it is missing or unreadable. ``set_aside`` (only under
+    the key's lock) moves an unreadable file out of the way."""
     if not path.is_file():
         return None
     try:
         record = load_tensors(path)
+    except FileNotFoundError:
+        return None
     except Exception as err:
-        aside = path.with_suffix(f".corrupt-{int(time.time())}")
-        path.rename(aside)
+        if not set_aside:
+            return None  # decided under the lock, so that only one process moves it
+        stamp, n = int(time.time()), 0
+        while (aside := path.with_suffix(f".corrupt-{stamp}" + (f"-{n}" if n else ""))).exists():
+            n += 1  # keep every corrupt copy (under the lock: no other process is choosing a name)
+        try:
+            path.rename(aside)
+        except FileNotFoundError:
+            return None  # moved by someone else meanwhile
         warnings.warn(f"checkpoint {path} could not be read ({err}); moved it to {aside} and will rebuild it",
                       stacklevel=3)
         return None

@@ -2,14 +2,26 @@
 
 Everything nmu downloads, decodes or trains lives under one root directory:
 ``$NMU_DATA`` if set, else ``data/`` at the top of the source checkout (or
-``~/.cache/nmu`` when nmu is installed elsewhere). Writes are atomic (temporary
-file + rename), so an interrupted run never leaves a half-written file behind.
+``~/.cache/nmu`` when nmu is installed elsewhere). A root that cannot be created or written raises
+:class:`DataRootError`, which says how to choose another.
+
+Writes are atomic (temporary file + rename), so an interrupted run never leaves a half-written file
+behind. Files and directories get the usual permissions under the user's umask (0644 / 0755 with
+umask 022). A temporary file is named ``.<name>.<host>-<pid>-<random>.tmp``; the next write of
+``<name>`` deletes those left by a killed writer (same host, process gone) and any older than
+:data:`STALE_TEMP_SECONDS` from elsewhere, never one whose writer is still running here.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +29,35 @@ from typing import Any
 import torch
 
 ENV_VAR = "NMU_DATA"
+
+STALE_TEMP_SECONDS = 3600.0
+"""A temporary file not written for this long is stale even when its writer cannot be checked."""
+
+MiB = 2 ** 20
+
+
+def format_mib(n: float) -> str:
+    """``n`` bytes in MiB, e.g. ``"3.8 MiB"`` or ``"210 MiB"``."""
+    return f"{n / MiB:.1f} MiB" if n < 10 * MiB else f"{n / MiB:.0f} MiB"
+
+
+class StorageError(OSError):
+    """nmu cannot store a file where it needs to; ``errno`` and ``filename`` say what and where."""
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.errno, self.filename = errno, filename
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DataRootError(StorageError):
+    """The data root (``$NMU_DATA``) or a directory under it cannot be created or written."""
+
+
+class InsufficientSpaceError(StorageError):
+    """Too little free disk space for what nmu is about to write."""
 
 
 def data_root() -> Path:
@@ -30,13 +71,132 @@ def data_root() -> Path:
     return Path.home() / ".cache" / "nmu"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place."""
+def _root_origin(root: Path) -> str:
+    env = os.environ.get(ENV_VAR)
+    if env and Path(env).expanduser().resolve() == root:
+        return f"set by ${ENV_VAR}={env}"
+    if env:
+        return "passed explicitly"
+    return f"the default, as ${ENV_VAR} is not set"
+
+
+def ensure_writable(directory: str | Path, root: str | Path | None = None) -> Path:
+    """Create ``directory`` (and its parents) if needed and check that nmu can write there.
+
+    ``root`` is the data root ``directory`` belongs to (default :func:`data_root`). When
+    ``directory`` lies under it, failure raises :class:`DataRootError` naming the root and saying
+    how to choose another; elsewhere the original :class:`OSError` is raised.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if os.access(directory, os.W_OK | os.X_OK):
+            return directory
+        problem: OSError = PermissionError(errno.EACCES, "directory is not writable", str(directory))
+    except OSError as err:
+        problem = err
+    root = Path(root).expanduser().resolve() if root is not None else data_root()
+    if not directory.resolve().is_relative_to(root):
+        raise problem
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        why = f"{existing} is a file, not a directory"
+    else:
+        why = f"{directory} cannot be {'written' if directory.is_dir() else 'created'} ({problem.strerror or problem})"
+    err = DataRootError(
+        f"nmu's data root {root} ({_root_origin(root)}) cannot be used: {why}. Point ${ENV_VAR} at a "
+        f"writable directory with room for datasets and checkpoints, e.g. `export {ENV_VAR}=$HOME/nmu-data`.",
+        problem.errno, str(directory))
+    raise err from problem
+
+
+def ensure_free_space(directory: str | Path, needed: int, purpose: str = "") -> None:
+    """Raise :class:`InsufficientSpaceError` when the file system of ``directory`` (which must
+    exist) has fewer than ``needed`` bytes free; do nothing when free space cannot be measured."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return
+    if free < needed:
+        err = InsufficientSpaceError(
+            f"only {format_mib(free)} free at {directory}, but {purpose or 'this'} needs about "
+            f"{format_mib(needed)}. Free some space there, or point ${ENV_VAR} at a disk with room.",
+            errno.ENOSPC, str(directory))
+        raise err
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    # ours: .<name>.<host>-<pid>-<random>.tmp; older nmu's (tempfile.mkstemp): .<name>.<8 chars>.tmp
+    return re.compile(rf"\.{re.escape(name)}\.(?:([0-9a-f]{{8}})-(\d+)-[0-9a-f]{{8}}|[a-z0-9_]{{8}})\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a process we can check: leave it to the age limit
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[Path]:
+    """Delete the temporary files of interrupted :func:`atomic_write` calls for ``path``.
+
+    A temp file written on this host by a process that no longer exists is removed at once; one
+    from another host, or from before temp names carried the writer, once it is ``max_age``
+    seconds old (default :data:`STALE_TEMP_SECONDS`). A live local writer's file is always kept.
+    Returns the files removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    max_age = STALE_TEMP_SECONDS if max_age is None else max_age
+    pattern = _temp_pattern(path.name)
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return removed
+    now = time.time()
+    for tmp in candidates:
+        host, pid = pattern.fullmatch(tmp.name).groups()
+        if host == _HOST:
+            stale = not _alive(int(pid))
+        else:
+            try:
+                stale = now - tmp.stat().st_mtime > max_age
+            except OSError:
+                continue
+        if stale:
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass  # another process removed it, or we may not: not our business
+    return removed
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
+
+    The file gets the permissions of an ordinary new file (0666 less the umask). Stale temporary
+    files of earlier interrupted writes of ``path`` are removed first (:func:`remove_stale_temps`).
+    """
+    path = Path(path)
+    ensure_writable(path.parent)
+    remove_stale_temps(path)
+    while True:
+        tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        try:
+            # os.open applies the umask, unlike tempfile.mkstemp (always 0600)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
@@ -47,12 +207,30 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def save_tensors(obj: dict[str, Any], path: Path) -> Path:
-    """Atomically ``torch.save`` a dict of tensors and plain Python values."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+def _torch_save(obj: Any, path: Path) -> None:
+    # Given a path, torch's own writer reports a full disk as an opaque RuntimeError ("unexpected
+    # pos ..."). Through a Python file object the OSError(ENOSPC) is raised, but torch's clean-up
+    # then raises that RuntimeError on top of it: dig the OSError out.
+    try:
+        with open(path, "wb") as fh:
+            torch.save(obj, fh)
+    except RuntimeError as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from err
 
 
-def load_tensors(path: Path) -> dict[str, Any]:
+def save_tensors(obj: dict[str, Any], path: str | Path) -> Path:
+    """Atomically ``torch.save`` a dict of tensors and plain Python values.
+
+    A write error (full disk included) raises :class:`OSError`."""
+    return atomic_write(path, lambda tmp: _torch_save(obj, tmp))
+
+
+def load_tensors(path: str | Path) -> dict[str, Any]:
     """Load a file written by :func:`save_tensors` (``weights_only=True``: no code runs)."""
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(obj, dict):

@@ -3,7 +3,9 @@
 The whole dataset stays a uint8 tensor on the model's device; each step gathers a batch, applies
 random crop + horizontal flip as one batched index operation (no PIL, no worker processes), and
 runs the model in bf16 autocast with channels_last where the hardware supports it.
-Same seed, same device and thread count -> bitwise-identical weights.
+Same seed, same device and thread count -> bitwise-identical weights. A run whose loss turns NaN
+or infinite stops with :class:`NonFiniteLossError` (checked every step on the CPU, every
+:data:`FINITE_CHECK_EVERY` steps on a GPU so that no step waits for the device).
 """
 
 from __future__ import annotations
@@ -73,6 +75,38 @@ class FitResult:
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+FINITE_CHECK_EVERY = 25
+"""On a GPU, :func:`fit` looks at its non-finite-loss flag (one host sync) every this many steps."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite: the run diverged."""
+
+    def __init__(self, message: str, *, desc: str, step: int, lr: float, epoch: int | None = None,
+                 value: float = float("nan")) -> None:
+        super().__init__(message)
+        self.desc, self.step, self.lr, self.epoch, self.value = desc, step, lr, epoch, value
+
+
+def check_finite(loss: torch.Tensor | float, desc: str, step: int, lr: float, epoch: int | None = None) -> None:
+    """Raise :class:`NonFiniteLossError` if ``loss`` (a number or a tensor, checked as a whole)
+    is NaN or infinite; ``desc`` names the run, ``step`` (0-based) and ``epoch`` (1-based) say where,
+    ``lr`` is the learning rate used at that step. Reads a tensor's value, so on a GPU it waits for it."""
+    value = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+    if bool(torch.isfinite(value).all()):
+        return
+    bad = value[~torch.isfinite(value)].flatten()[0].item() if value.dim() else value.item()
+    where = f"epoch {epoch}, step {step}" if epoch is not None else f"step {step}"
+    raise NonFiniteLossError(
+        f"{desc}: the training loss became {bad} at {where} (learning rate {lr:.4g}); the run diverged. "
+        f"Lower the learning rate (e.g. recipe.with_(lr={lr / 10:.2g})) or check the inputs and loss.",
+        desc=desc, step=step, lr=lr, epoch=epoch, value=bad)
+
+
+def _finite_check_every(device: torch.device) -> int:
+    return 1 if device.type == "cpu" else max(FINITE_CHECK_EVERY, 1)
 
 
 def default_device() -> torch.device:
@@ -171,6 +205,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     ``seed`` fixes the data order and augmentation; ``no_augment`` (bool, N) marks samples used as
     they are (NatMU's hybrids); ``loss_fn`` replaces cross-entropy (see :data:`LossFn`) and must
     return one loss per sample. The model is left on ``device`` in eval mode.
+    Raises :class:`NonFiniteLossError` when the mean loss of a step is NaN or infinite.
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise TypeError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -192,29 +227,54 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, per_epoch))
     loss_sum = torch.zeros(len(data)) if record_losses else None
     seen = torch.zeros(len(data)) if record_losses else None
+    # First step whose mean loss was not finite (-1: none yet), kept on the device and read every
+    # `check_every` steps, so that a GPU is not made to wait for each step's loss.
+    check_every = _finite_check_every(device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    bad_value = torch.zeros((), device=device)
+
+    def raise_if_diverged() -> None:
+        bad = int(first_bad.item())
+        if bad >= 0:
+            check_finite(bad_value.item(), desc, bad, recipe.lr * lr_factor(recipe, bad, total, per_epoch),
+                         epoch=bad // per_epoch + 1)
+
     model.train()
-    start, n_images = time.perf_counter(), 0
+    start, n_images, step = time.perf_counter(), 0, 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not _progress_enabled(progress),
                mininterval=1.0, leave=False)
-    for epoch in range(recipe.epochs):
-        for idx in shuffled_batches(len(data), recipe.batch_size, generator):
-            x = augment(data[idx.to(device)], recipe.crop_padding, recipe.flip, generator,
-                        keep=None if keep is None else keep[idx])
-            x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                losses = loss_fn(model, x, targets[idx.to(device)], idx).float()
-            optimizer.zero_grad(set_to_none=True)
-            losses.mean().backward()
-            optimizer.step()
-            scheduler.step()
-            n_images += len(idx)
-            if loss_sum is not None:
-                loss_sum.index_add_(0, idx, losses.detach().cpu())
-                seen.index_add_(0, idx, torch.ones(len(idx)))
-            bar.update()
-            if bar.n % 25 == 0:
-                bar.set_postfix(epoch=epoch + 1, loss=f"{losses.mean().item():.3f}")
-    bar.close()
+    try:
+        for epoch in range(recipe.epochs):
+            for idx in shuffled_batches(len(data), recipe.batch_size, generator):
+                x = augment(data[idx.to(device)], recipe.crop_padding, recipe.flip, generator,
+                            keep=None if keep is None else keep[idx])
+                x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    losses = loss_fn(model, x, targets[idx.to(device)], idx).float()
+                loss = losses.mean()
+                if check_every == 1:
+                    check_finite(loss, desc, step, optimizer.param_groups[0]["lr"], epoch=epoch + 1)
+                else:
+                    newly = (first_bad < 0) & ~torch.isfinite(loss.detach())
+                    first_bad = torch.where(newly, step, first_bad)
+                    bad_value = torch.where(newly, loss.detach(), bad_value)
+                    if (step + 1) % check_every == 0:
+                        raise_if_diverged()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                n_images += len(idx)
+                if loss_sum is not None:
+                    loss_sum.index_add_(0, idx, losses.detach().cpu())
+                    seen.index_add_(0, idx, torch.ones(len(idx)))
+                step += 1
+                bar.update()
+                if not bar.disable and step % 25 == 0:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    finally:
+        bar.close()
+    raise_if_diverged()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     model.eval()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
+import sys
 import time
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
 import torch
 
+from nmu import cache
 from nmu.cache import CheckpointError, cached, checkpoint_path
 from nmu.experiment import Experiment
 
@@ -66,6 +70,111 @@ def test_two_processes_never_build_the_same_model(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
     assert log.read_text().count("built") == 1
+
+
+def _racing_load(root: str, log: str, barrier) -> None:
+    # Every process fails to read the corrupt file before any of them may act on it.
+    real, calls = cache.load_tensors, []
+
+    def load(path):
+        calls.append(1)
+        try:
+            return real(path)
+        except Exception:
+            if len(calls) == 1:
+                barrier.wait()
+            raise
+    cache.load_tensors = load
+
+    def build():
+        with open(log, "a") as fh:
+            fh.write("built\n")
+        return {"w": torch.ones(1)}
+    cached("m", FIELDS, build, Path(root))
+
+
+def test_processes_meeting_one_corrupt_checkpoint_set_it_aside_once(tmp_path):
+    cached("m", FIELDS, lambda: {"w": torch.ones(1000)}, tmp_path)
+    path = checkpoint_path("m", FIELDS, tmp_path)
+    path.write_bytes(path.read_bytes()[:100])
+    log, ctx, n = tmp_path / "log.txt", mp.get_context("fork"), 4
+    barrier = ctx.Barrier(n, timeout=30)
+    procs = [ctx.Process(target=_racing_load, args=(str(tmp_path), str(log), barrier)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * n
+    assert log.read_text().count("built") == 1 and len(list(path.parent.glob("*.corrupt-*"))) == 1
+
+
+DiskUsage = namedtuple("DiskUsage", "total used free")
+
+
+def _free(monkeypatch, mib):
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: DiskUsage(10**12, 0, mib * 2**20))
+
+
+def test_too_little_free_space_is_reported_before_building(tmp_path, monkeypatch):
+    calls = []
+    _free(monkeypatch, 10)
+    with pytest.raises(OSError, match=r"only 10 MiB free at .*checkpoints.*needs about 64 MiB"):
+        cached("m", FIELDS, lambda: calls.append(1) or {"w": torch.ones(1)}, tmp_path)
+    # another checkpoint of the same name tells the size to expect (a sparse file: no disk used)
+    with open(checkpoint_path("m", {"other": 1}, tmp_path), "wb") as fh:
+        fh.truncate(200 * 2**20)
+    _free(monkeypatch, 100)
+    with pytest.raises(OSError, match="needs about 200 MiB"):
+        cached("m", FIELDS, lambda: calls.append(1) or {"w": torch.ones(1)}, tmp_path)
+    assert not calls
+    monkeypatch.setenv("NMU_MIN_FREE_MB", "0")
+    _, was_cached = cached("n", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)  # no "n-*" yet: no minimum
+    assert not was_cached
+
+
+def test_a_failed_save_warns_and_returns_the_result(tmp_path, monkeypatch):
+    def full_disk(obj, f):  # as torch.save fails on a full disk: its clean-up error on top of ENOSPC
+        with open(f, "wb") if isinstance(f, (str, Path)) else f as fh:
+            fh.write(b"PK\x03\x04 partial")
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 726")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.warns(UserWarning, match=r"could not save checkpoint .*m-.*\.pt \(\[Errno 28\] No space left.*"
+                                         r"returning the result.*about 3\.8 MiB \([\d.]+ MiB free there\)"):
+        rec, was_cached = cached("m", FIELDS, lambda: {"w": torch.ones(2**20 - 2**16)}, tmp_path)
+    assert not was_cached and rec["w"].shape == (2**20 - 2**16,)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_an_unusable_data_root_fails_before_building(tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("NMU_DATA", str(not_a_dir))
+    calls = []
+    with pytest.raises(OSError, match=r"nmu's data root .*file \(set by \$NMU_DATA=.*Point \$NMU_DATA at"):
+        cached("m", FIELDS, lambda: calls.append(1) or {"w": torch.ones(1)})
+    assert not calls
+
+
+def test_code_digest_follows_the_source(tmp_path, monkeypatch):
+    from nmu.cache import code_digest
+
+    mod = tmp_path / "nmu_digest_probe.py"
+    mod.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    a = code_digest("nmu_digest_probe", "nmu.train")
+    assert a == code_digest("nmu.train", "nmu_digest_probe") and len(a) == 16 and int(a, 16) >= 0
+    assert a != code_digest("nmu.train") != code_digest("nmu.models")
+    mod.write_text("X = 2\n")
+    assert code_digest("nmu_digest_probe", "nmu.train") == a  # once per process
+    code_digest.cache_clear()
+    assert code_digest("nmu_digest_probe", "nmu.train") != a
+    with pytest.raises(ModuleNotFoundError):
+        code_digest("nmu_no_such_module")
+    assert "nmu_digest_probe" not in sys.modules  # read, not imported
 
 
 def test_experiment_caches_original_and_retrains_from_the_same_init(smoke):

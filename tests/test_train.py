@@ -90,3 +90,66 @@ def test_training_learns_and_records_per_sample_losses(smoke):
     # samples the model still gets wrong had a higher mean training loss
     wrong = predict(original.model, d.train_images).argmax(1) != d.train_labels
     assert loss[wrong].mean() > loss[~wrong].mean()
+
+
+def _nan_at(step: int):
+    """A cross-entropy loss that turns NaN at training step ``step`` (0-based); counts its calls."""
+    calls = []
+
+    def loss(model, x, y, idx):
+        calls.append(1)
+        out = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+        return out * float("nan") if len(calls) == step + 1 else out
+    return loss, calls
+
+
+def _tiny_fit(recipe, loss_fn=None, desc="train"):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 3, (32,), generator=g)
+    model = build_model("tinycnn", 3, (0.5,), (0.2,), seed=0)
+    return fit(model, images, labels, recipe, seed=0, loss_fn=loss_fn, device="cpu", desc=desc)
+
+
+def test_a_nan_loss_stops_training_at_that_step():
+    from nmu import train
+
+    loss_fn, calls = _nan_at(5)  # 4 steps per epoch: step 5 is in epoch 2
+    recipe = Recipe(epochs=3, lr=0.2, batch_size=8, schedule="constant")
+    with pytest.raises(FloatingPointError, match=r"probe-run.*nan at epoch 2, step 5 \(learning rate 0\.2\).*"
+                                                 r"Lower the learning rate") as err:
+        _tiny_fit(recipe, loss_fn, desc="probe-run")
+    assert len(calls) == 6  # stopped at once, not at the end of the run
+    assert isinstance(err.value, train.NonFiniteLossError) and (err.value.step, err.value.epoch) == (5, 2)
+
+
+def test_on_a_gpu_the_nan_check_is_deferred_but_names_the_first_bad_step(monkeypatch):
+    from nmu import train
+
+    monkeypatch.setattr(train, "_finite_check_every", lambda device: 4)  # as on a GPU, with N = 4
+    recipe = Recipe(epochs=3, lr=0.2, batch_size=8, schedule="cosine")
+    loss_fn, calls = _nan_at(5)
+    with pytest.raises(FloatingPointError, match="nan at epoch 2, step 5") as err:
+        _tiny_fit(recipe, loss_fn)
+    assert len(calls) == 8 and err.value.lr == pytest.approx(0.2 * lr_factor(recipe, 5, 12, 4))
+    loss_fn, calls = _nan_at(13)  # 5 steps per epoch, checks after steps 3, 7, 11: caught at the end
+    with pytest.raises(FloatingPointError, match="epoch 3, step 13"):
+        _tiny_fit(recipe.with_(batch_size=7), loss_fn)
+    assert len(calls) == 15
+
+
+def test_a_diverging_learning_rate_is_reported():
+    with pytest.raises(FloatingPointError, match="Lower the learning rate"):
+        _tiny_fit(Recipe(epochs=3, lr=1e30, batch_size=8))
+
+
+def test_check_finite_helper():
+    from nmu.train import NonFiniteLossError, check_finite
+
+    check_finite(torch.tensor(2.5), "scrub", 0, 0.1)
+    check_finite(torch.tensor([1.0, 2.0]), "scrub", 0, 0.1)
+    with pytest.raises(NonFiniteLossError, match=r"scrub: the training loss became inf at step 3 "
+                                                 r"\(learning rate 0\.05\)"):
+        check_finite(torch.tensor(float("inf")), "scrub", 3, 0.05)
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 7"):
+        check_finite(float("nan"), "scrub", 7, 0.05, epoch=2)

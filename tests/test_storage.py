@@ -1,0 +1,103 @@
+"""Atomic writes: permissions, stale temporary files, unusable data roots."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nmu import storage
+from nmu.storage import atomic_write, load_tensors, save_tensors
+
+
+@pytest.fixture
+def umask():
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return p.stat().st_mode & 0o777
+
+
+def test_files_and_directories_follow_the_umask(tmp_path, umask):
+    f = save_tensors({"w": torch.ones(2)}, tmp_path / "a" / "b" / "w.pt")
+    t = atomic_write(tmp_path / "a" / "t.txt", lambda tmp: tmp.write_text("x"))
+    assert (_mode(f), _mode(t), _mode(tmp_path / "a"), _mode(tmp_path / "a" / "b")) == (0o644, 0o644, 0o755, 0o755)
+    umask(0o027)
+    g = atomic_write(tmp_path / "c" / "t.txt", lambda tmp: tmp.write_text("x"))
+    assert (_mode(g), _mode(tmp_path / "c")) == (0o640, 0o750)
+    assert torch.equal(load_tensors(f)["w"], torch.ones(2))
+
+
+def _write_and_hang(path: str) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"half a checkpoint")
+        time.sleep(60)
+    atomic_write(Path(path), write)
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    path = tmp_path / "w.pt"
+    proc = mp.get_context("fork").Process(target=_write_and_hang, args=(str(path),))
+    proc.start()
+    deadline = time.monotonic() + 20
+    while not list(tmp_path.glob(".w.pt.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+    [left] = tmp_path.glob(".w.pt.*.tmp")
+    save_tensors({"w": torch.ones(1)}, path)
+    assert not left.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_stale_temp_files_go_and_live_writers_files_stay(tmp_path):
+    host = getattr(storage, "_HOST", "0" * 8)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    hours_ago = time.time() - 2 * 3600
+    names = {
+        "dead writer": f".w.pt.{host}-{dead.pid}-0123abcd.tmp",
+        "old, writer unknown": ".w.pt.abcd1234.tmp",  # tempfile.mkstemp's name, as older nmu wrote
+        "live writer, old": f".w.pt.{host}-{os.getpid()}-0123abcd.tmp",
+        "recent, writer unknown": ".w.pt.x1y2z3w4.tmp",
+        "other host, recent": f".w.pt.{'f' * 8 if host != 'f' * 8 else 'e' * 8}-{dead.pid}-0123abcd.tmp",
+        "another file's, old": ".v.pt.abcd1234.tmp",
+    }
+    for what, name in names.items():
+        (tmp_path / name).write_bytes(b"x")
+        if "old" in what:
+            os.utime(tmp_path / name, (hours_ago, hours_ago))
+    save_tensors({"w": torch.ones(1)}, tmp_path / "w.pt")
+    left = {what for what, name in names.items() if (tmp_path / name).exists()}
+    assert left == {"live writer, old", "recent, writer unknown", "other host, recent", "another file's, old"}
+
+
+def test_an_unusable_data_root_is_named_with_the_way_out(tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("NMU_DATA", str(not_a_dir))
+    with pytest.raises(OSError, match=rf"nmu's data root {not_a_dir} \(set by \$NMU_DATA=.*is a file, not a "
+                                      r"directory.*Point \$NMU_DATA at a writable directory"):
+        save_tensors({"w": torch.ones(1)}, storage.data_root() / "datasets" / "x.pt")
+    elsewhere = tmp_path / "results"
+    elsewhere.write_text("")
+    with pytest.raises(OSError) as err:  # outside the data root: the plain error
+        atomic_write(elsewhere / "x.txt", lambda tmp: tmp.write_text("x"))
+    assert "data root" not in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to read-only directories")
+def test_a_read_only_data_root_is_named(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    monkeypatch.setenv("NMU_DATA", str(ro))
+    with pytest.raises(OSError, match=r"nmu's data root .*not writable.*\$NMU_DATA"):
+        save_tensors({"w": torch.ones(1)}, ro / "checkpoints" / "x.pt")
