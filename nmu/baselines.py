@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmu.train import LossFn, Recipe, augment, lr_factor, make_optimizer, shuffled_batches, steps_per_epoch
+from nmu.train import (FINITE_CHECK_EVERY, LossFn, Recipe, augment, check_finite, lr_factor, make_optimizer,
+                       shuffled_batches, steps_per_epoch)
 from nmu.unlearn import Task, frozen, register
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -318,12 +319,18 @@ def scrub(task: Task, *, lr: float = 1e-4, weight_decay: float = 5e-4, epochs: i
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
 
+    done = [0]  # optimiser steps so far
+    check_every = 1 if device.type == "cpu" else FINITE_CHECK_EVERY  # no per-step host sync on a GPU
+
     def step(x: torch.Tensor, loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             with torch.no_grad():
                 t = teacher(x)
             loss = loss_of(model(x), t).float()
+        if done[0] % check_every == 0 or done[0] == total - 1:
+            check_finite(loss, "scrub", done[0], scheduler.get_last_lr()[0])
+        done[0] += 1
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

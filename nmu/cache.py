@@ -14,6 +14,7 @@ and has room for the checkpoint (:class:`~nmu.storage.InsufficientSpaceError`, s
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.util
@@ -59,11 +60,13 @@ def checkpoint_path(name: str, fields: dict[str, Any], root: Path | None = None)
 
 @functools.lru_cache(maxsize=None)
 def code_digest(*modules: str) -> str:
-    """A short sha256 (16 hex digits) of the source files of ``modules`` (importable names, e.g.
+    """A short sha256 (16 hex digits) of the code of ``modules`` (importable names, e.g.
     ``"nmu.train"``; a package counts as its ``__init__.py``), in any order.
 
     Put it in a cache key to invalidate exactly the artefacts computed by that code when it is
-    edited. Computed once per process and argument list (``code_digest.cache_clear()`` forgets).
+    edited. The code is the module's syntax tree without docstrings, so editing a comment or a
+    docstring keeps the cache. Computed once per process and argument list
+    (``code_digest.cache_clear()`` forgets).
     """
     h = hashlib.sha256()
     for name in sorted(set(modules)):
@@ -72,8 +75,20 @@ def code_digest(*modules: str) -> str:
             raise ModuleNotFoundError(f"no module named {name!r}", name=name)
         if not spec.origin or not os.path.isfile(spec.origin):
             raise ValueError(f"module {name!r} has no source file (origin {spec.origin!r})")
-        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
+        h.update(name.encode() + b"\0" + _code(Path(spec.origin).read_text()).encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+def _code(source: str) -> str:
+    """``source`` re-printed from its syntax tree, without comments and docstrings."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
 
 
 def space_needed(name: str, directory: Path) -> int:

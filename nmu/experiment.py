@@ -19,14 +19,15 @@ from pathlib import Path
 
 import torch
 
-from nmu.cache import cached, checkpoint_path
+from nmu.cache import cached, checkpoint_path, code_digest
 from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
 from nmu.splits import Split, class_split, hardest_split, random_split, subclass_split
 from nmu.train import FitResult, default_device, fit, resolve_precision
 
-CACHE_VERSION = 1  # bump when a change to the trainer or models invalidates stored checkpoints
+TRAINING_CODE = ("nmu.data", "nmu.experiment", "nmu.models", "nmu.train")
+"""The modules whose code determines a trained model: part of its cache key (:func:`code_digest`)."""
 
 
 @dataclass
@@ -104,12 +105,12 @@ class Experiment:
     def cache_fields(self, kind: str, split: Split | None = None) -> dict:
         """Everything that determines a ``kind`` model of this experiment (its checkpoint key). On a CPU
         that includes the intra-op thread count: floating-point reductions, hence the trained
-        weights, differ between thread counts."""
+        weights, differ between thread counts. ``code`` is the digest of :data:`TRAINING_CODE`."""
         return {"kind": kind, "dataset": self.data.name, "data": self.data_fingerprint, "arch": self.arch,
                 "recipe": self.recipe.to_dict(), "init_seed": self.init_seed, "data_seed": self.data_seed,
                 "split": split.checksum if split is not None else None, "precision": self.precision,
                 "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
-                "version": CACHE_VERSION}
+                "code": code_digest(*TRAINING_CODE)}
 
     def checkpoint(self, kind: str, split: Split | None = None) -> Path:
         """Where the ``original`` / ``retrain`` checkpoint of this experiment lives (trained or not)."""

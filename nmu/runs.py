@@ -15,20 +15,24 @@ unlearning at all: the floor any method must beat).
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from nmu.cache import cached
+from nmu.cache import cached, code_digest
 from nmu.experiment import Experiment
 from nmu.metrics import METRIC_ORDER, avg_gap, evaluate, records_to_frame
 from nmu.models import Classifier
 from nmu.splits import Split
+from nmu.train import NonFiniteLossError
 from nmu.unlearn import METHODS, check_hparams, check_method, unlearn
 
 REFERENCES = ("retrain", "original")
 """The reference rows of every table (not methods)."""
+METRICS_CODE = ("nmu.metrics",)
+"""The modules whose code determines a metric record: part of its cache key."""
 
 
 def hyperparameters(exp: Experiment, method: str, kind: str, overrides: Mapping[str, Any] | None = None) -> dict:
@@ -38,23 +42,35 @@ def hyperparameters(exp: Experiment, method: str, kind: str, overrides: Mapping[
 
 def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
               overrides: Mapping[str, Any] | None = None) -> tuple[Classifier, dict]:
-    """The unlearned model and its record (metrics, run time, hyperparameters), cached."""
+    """The unlearned model and its record (metrics, run time, hyperparameters), cached: the model
+    under a key that includes the digest of the method's code, its metrics under one that adds the
+    digest of the metrics code, so an edit recomputes exactly what it affects."""
     hp = hyperparameters(exp, method, split.kind, overrides)
     retrained = exp.retrain(split)
-    fields = {**exp.cache_fields("unlearn", split), "method": method, "hparams": hp, "seed": seed}
+    fields = {**exp.cache_fields("unlearn", split), "method": method, "hparams": hp, "seed": seed,
+              "method_code": code_digest(METHODS[method].__module__, "nmu.unlearn")}
+    built = {}
 
     def build() -> dict:
         result = unlearn(method, exp.original().model, exp.data, split, seed=seed, device=exp.device,
                          precision=exp.precision, progress=exp.progress, crop_padding=exp.recipe.crop_padding, **hp)
-        metrics = evaluate(result.model, exp.data, split, retrained=retrained.model, device=exp.device, seed=seed)
-        return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()},
-                "seconds": result.seconds, "metrics": metrics}
+        built["model"] = result.model
+        return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()}, "seconds": result.seconds}
 
     stored, _ = cached(f"unlearn-{method}", fields, build, exp.root)
     model = exp.new_model()
     model.load_state_dict(stored["state_dict"])
     model.to(exp.device).eval()
-    return model, _record(exp, split, method, seed, hp, stored["seconds"], stored["metrics"], retrained.seconds)
+    metrics = _metrics(exp, split, f"metrics-{method}", fields, built.get("model", model), retrained.model, seed)
+    return model, _record(exp, split, method, seed, hp, stored["seconds"], metrics, retrained.seconds)
+
+
+def _metrics(exp: Experiment, split: Split, name: str, fields: dict, model: Classifier, retrained: Classifier,
+             seed: int) -> dict:
+    """``evaluate(model)`` against ``retrained``, cached under ``fields`` + the metrics code's digest."""
+    stored, _ = cached(name, {**fields, "metrics_code": code_digest(*METRICS_CODE)}, lambda: {"metrics": evaluate(
+        model, exp.data, split, retrained=retrained, device=exp.device, seed=seed)}, exp.root)
+    return stored["metrics"]
 
 
 def trained_models(exp: Experiment, split: Split, methods: Sequence[str], *, seed: int = 0) -> dict[str, Classifier]:
@@ -72,9 +88,8 @@ def reference_records(exp: Experiment, split: Split) -> list[dict]:
     for which, model, seconds in (("retrain", retrained.model, retrained.seconds),
                                   ("original", exp.original().model, 0.0)):
         fields = {**exp.cache_fields(f"{which}-metrics", split), "seed": exp.data_seed}
-        stored, _ = cached(f"metrics-{which}", fields, lambda model=model: {"metrics": evaluate(
-            model, exp.data, split, retrained=retrained.model, device=exp.device, seed=exp.data_seed)}, exp.root)
-        records.append(_record(exp, split, which, exp.data_seed, exp.recipe.to_dict(), seconds, stored["metrics"],
+        metrics = _metrics(exp, split, f"metrics-{which}", fields, model, retrained.model, exp.data_seed)
+        records.append(_record(exp, split, which, exp.data_seed, exp.recipe.to_dict(), seconds, metrics,
                                retrained.seconds))
     return records
 
@@ -98,17 +113,24 @@ def run_setting(exp: Experiment, split: Split, methods: Sequence[str] | None = N
     ``seeds`` are unlearning seeds (data order, augmentation, hybrid sampling, random labels; the
     original and retrained models stay those of ``exp``): one list for all methods, or a dict by
     method with ``"*"`` for the rest. ``overrides`` maps a method to hyperparameters that replace
-    its presets. Misspelt method names, in any of the three, are an error."""
+    its presets. Misspelt method names, in any of the three, are an error. A run whose loss
+    diverges (:class:`nmu.train.NonFiniteLossError`) gets a row with NaN metrics and the error in a
+    ``failed`` column, with a warning; the other runs go on."""
     methods = check_methods(methods, seeds, overrides)
     gold, original = reference_records(exp, split)
     records = [gold, original]
     for method in methods:
         method_seeds = seeds.get(method, seeds.get("*", (0,))) if isinstance(seeds, Mapping) else seeds
         for seed in method_seeds:
-            _, rec = unlearned(exp, split, method, seed=seed, overrides=(overrides or {}).get(method))
+            try:
+                _, rec = unlearned(exp, split, method, seed=seed, overrides=(overrides or {}).get(method))
+            except NonFiniteLossError as err:  # a diverged run is a result, not a crash of the grid
+                hp = hyperparameters(exp, method, split.kind, (overrides or {}).get(method))
+                warnings.warn(f"{method} (seed {seed}, {hp}) failed: {err}", stacklevel=2)
+                rec = {**_record(exp, split, method, seed, hp, float("nan"), {}, gold["seconds"]), "failed": str(err)}
             records.append(rec)
     for rec in records:
-        rec["avg_gap"] = avg_gap(rec, gold, split.kind)
+        rec["avg_gap"] = float("nan") if "failed" in rec else avg_gap(rec, gold, split.kind)
     return records_to_frame(records)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import pandas as pd
 
 import pytest
 
@@ -64,7 +64,7 @@ def test_run_setting_records_and_resumes(smoke):
 
 
 def test_summarize_averages_over_seeds():
-    import pandas as pd
+
 
     from nmu.runs import summarize
 
@@ -74,3 +74,47 @@ def test_summarize_averages_over_seeds():
     assert s.loc["natmu", "acc_forget"] == 72.0 and s.loc["natmu", "avg_gap"] == 4.0
     assert s.loc["natmu", "avg_gap_std"] == pytest.approx(2 ** 0.5) and pd.isna(s.loc["retrain", "avg_gap_std"])
     assert list(s.columns) == ["setting", "split", "acc_forget", "acc_forget_std", "avg_gap", "avg_gap_std"]
+
+
+def test_a_code_edit_recomputes_exactly_what_it_depends_on(smoke, monkeypatch):
+    """Editing a baseline recomputes that method's runs (not NatMU's, not the trained models);
+    editing the metrics recomputes only metric records; editing the trainer changes the models' keys."""
+    import nmu.experiment
+    import nmu.runs as runs
+
+    split = smoke.split("random", fraction=0.1)
+    first = run_setting(smoke, split, ["natmu", "ft"])
+    real_digest, real_cached = runs.code_digest, runs.cached
+    built = []
+
+    def spy(name, fields, build, root=None):
+        record, was_cached = real_cached(name, fields, build, root)
+        if not was_cached:
+            built.append(name)
+        return record, was_cached
+
+    monkeypatch.setattr(runs, "cached", spy)
+    for edited, expected in [("nmu.baselines", ["unlearn-ft", "metrics-ft"]),
+                             ("nmu.metrics", ["metrics-retrain", "metrics-original", "metrics-natmu", "metrics-ft"])]:
+        built.clear()
+        monkeypatch.setattr(runs, "code_digest", lambda *m, e=edited: real_digest(*m) + ("+edit" if e in m else ""))
+        again = run_setting(smoke, split, ["natmu", "ft"])
+        assert built == expected, edited
+        assert again.drop(columns=["hparams", "seconds", "rte_vs_retrain"]).equals(
+            first.drop(columns=["hparams", "seconds", "rte_vs_retrain"]))  # same code, same numbers
+    before = smoke.checkpoint("original")
+    monkeypatch.setattr(nmu.experiment, "code_digest", lambda *m: real_digest(*m) + "+edit")
+    assert smoke.checkpoint("original") != before
+
+
+def test_a_diverging_run_is_a_failed_row_and_the_grid_goes_on(smoke):
+    split = smoke.split("random", fraction=0.1)
+    with pytest.warns(UserWarning) as caught:
+        table = run_setting(smoke, split, ["ft", "natmu", "scrub"], overrides={"ft": {"lr": 1e30},
+                                                                               "scrub": {"lr": 1e30}})
+    assert [str(w.message).split(" (")[0] for w in caught] == ["ft", "scrub"]
+    assert "'lr': 1e+30" in str(caught[0].message) and "failed: ft: the training loss became" in str(caught[0].message)
+    rows = table.set_index("method")
+    assert rows.loc["ft", "failed"].startswith("ft: the training loss became") and pd.isna(rows.loc["ft", "acc_test"])
+    assert "scrub: the training loss became" in rows.loc["scrub", "failed"] and pd.isna(rows.loc["scrub", "avg_gap"])
+    assert pd.isna(rows.loc["natmu", "failed"]) and rows.loc["natmu", "avg_gap"] > 0  # the others ran
