@@ -45,7 +45,8 @@ class Experiment:
     def __init__(self, profile: str | Profile = "quick", dataset: str | None = None, arch: str | None = None,
                  seed: int = 0, *, init_seed: int | None = None, data_seed: int | None = None,
                  split_seed: int | None = None, root: str | Path | None = None,
-                 device: str | torch.device | None = None, precision: str = "auto", progress: bool = True):
+                 device: str | torch.device | None = None, precision: str = "auto", progress: bool = True,
+                 executor: str | dict = "inline"):
         self.profile = get_profile(profile)
         self.dataset_name = dataset or self.profile.dataset
         self.root = Path(root) if root is not None else None
@@ -60,6 +61,9 @@ class Experiment:
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = resolve_precision(precision, self.device)
         self.progress = progress
+        self.executor = executor
+        """Where missing models and runs are computed: ``"inline"`` (this process), or through jobs
+        (``"local"``, ``"slurm"`` or a dict of options; see :mod:`nmu.jobs`)."""
 
     def __repr__(self) -> str:
         return (f"Experiment(profile={self.profile.name!r}, data={self.data.name!r} "
