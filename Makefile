@@ -10,7 +10,7 @@ RESULTS ?= results/$(PROFILE)
 SHARED_DATA ?= ../shared/data
 export NMU_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data figures smoke search test bench lab clean clean-cache
+.PHONY: venv data figures smoke search plan test bench lab clean clean-cache
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -68,6 +68,10 @@ search: $(STAMP) | data
 	$(call papermill,notebooks/robustness.ipynb,search,-f notebooks/params/search.yaml)
 
 # JupyterLab on the notebook templates; as root (containers, GPU cloud machines) it needs --allow-root.
+# What `make figures PROFILE=...` would compute (models and runs, counted), without data or a GPU.
+plan: $(STAMP)
+	$(PY) -m nmu.plan --profile $(PROFILE)
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 

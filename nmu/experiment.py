@@ -51,8 +51,9 @@ class Experiment:
         self.dataset_name = dataset or self.profile.dataset
         self.root = Path(root) if root is not None else None
         self.data: Dataset = load_dataset(self.dataset_name, self.root)
-        if self.profile.train_per_class is not None:
-            self.data = subsample(self.data, self.profile.train_per_class)
+        per_class = self.profile.per_class_for(self.data.name)
+        if per_class is not None:
+            self.data = subsample(self.data, per_class)
         self.arch = arch or self.profile.arch_for(self.data.name)
         self.recipe = self.profile.recipe_for(self.data.name)
         self.init_seed = seed if init_seed is None else init_seed

@@ -30,10 +30,14 @@ ABSOLUTE = ("avg_gap", "kl_forget", "kl_test", "seconds", "rte_vs_retrain")
 
 
 def metric_bars(summary: pd.DataFrame, metrics: list[str], by: str = "method",
-                panel: str | None = None, title: str = "") -> plt.Figure:
+                panel: str | list[str] | None = None, title: str = "") -> plt.Figure:
     """One bar panel per metric, bars per ``by`` value, one row of panels per value of ``panel``
-    (e.g. the split). Metrics with a retrain target are drawn as ``metric - retrain`` (0 = the
-    target); those in :data:`ABSOLUTE` as they are. ``<metric>_std`` columns give error bars."""
+    (a column such as the split, or several, e.g. ``["dataset", "split"]``). Metrics with a retrain
+    target are drawn as ``metric - retrain`` (0 = the target); those in :data:`ABSOLUTE` as they
+    are. ``<metric>_std`` columns give error bars."""
+    if isinstance(panel, list):
+        summary = summary.assign(_panel=summary[panel].astype(str).agg(", ".join, axis=1))
+        panel = "_panel"
     rows = list(dict.fromkeys(summary[panel])) if panel else [None]
     fig, axes = plt.subplots(len(rows), len(metrics), figsize=(3.2 * len(metrics), 2.9 * len(rows)),
                              squeeze=False)

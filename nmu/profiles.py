@@ -47,17 +47,19 @@ def load_presets(section: str, path: Path = PRESETS_FILE) -> dict[str, dict[str,
 class Profile:
     name: str
     dataset: str
-    """Default dataset of the profile."""
+    """Default dataset of the profile (single-setting notebooks: quickstart, robustness, ...)."""
     archs: dict[str, str]
     """Architecture per dataset; the key ``"*"`` covers every other dataset."""
     recipe: Recipe
     """Original training and retraining."""
     overrides: dict[str, dict] = field(default_factory=dict)
     """Per-dataset changes to ``recipe`` (e.g. batch 256 and crop padding 8 for TinyImageNet)."""
-    train_per_class: int | None = None
+    train_per_class: int | Mapping[str, int | None] | None = None
     """Train on a class-balanced subset of this many images per class (fixed seed 0; the test set
-    stays whole); ``None`` = the whole training set."""
-    class_wise: tuple[str, str, tuple[str, ...]] = ("cifar10", "cifar10-coarse", ("automobile",))
+    stays whole), one number or one per dataset (``"*"`` = the rest); ``None`` = the whole training set."""
+    sample_wise: tuple[str, ...] = ("cifar10",)
+    """Datasets of the sample-wise settings (random and hardest forgetting)."""
+    class_wise: tuple[str, str, tuple[str, ...]] = ("cifar100", "cifar20", ("rocket",))
     """Class-wise settings: (full-class dataset, its coarse-label version, classes to forget)."""
     presets: Mapping[str, Mapping[str, dict]] = field(default_factory=dict)
     """Unlearning hyperparameters: ``{"default": {method: {...}}, "<dataset>-<kind>": {method: {...}}}``
@@ -74,6 +76,12 @@ class Profile:
     def arch_for(self, dataset: str) -> str:
         return self.archs.get(_base(dataset), self.archs["*"])
 
+    def per_class_for(self, dataset: str) -> int | None:
+        """Training images per class for ``dataset`` (None: all of them)."""
+        if not isinstance(self.train_per_class, Mapping):
+            return self.train_per_class
+        return self.train_per_class.get(_base(dataset), self.train_per_class.get("*"))
+
     def recipe_for(self, dataset: str) -> Recipe:
         return self.recipe.with_(**self.overrides.get(_base(dataset), {}))
 
@@ -84,14 +92,17 @@ def setting_name(dataset: str, kind: str) -> str:
 
 
 def _base(dataset: str) -> str:
-    return dataset.removesuffix("-coarse")
+    """The dataset a variant is made from, for per-dataset lookups: ``cifar10-coarse`` -> ``cifar10``,
+    ``cifar20`` (CIFAR-100 with coarse labels) -> ``cifar100``."""
+    base = dataset.removesuffix("-coarse")
+    return "cifar100" if base == "cifar20" else base
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", "digits", {"*": "tinycnn"},
         Recipe(epochs=15, lr=0.05, batch_size=64, weight_decay=5e-4, warmup_epochs=1, crop_padding=1),
-        class_wise=("digits", "digits-coarse", ("3",)), presets=load_presets("smoke"),
+        sample_wise=("digits",), class_wise=("digits", "digits-coarse", ("3",)), presets=load_presets("smoke"),
         description="8x8 digits and a 4-channel-wide CNN: every notebook in seconds on a CPU"),
     "quick": Profile(
         "quick", "cifar10", {"*": "smallcnn16"},
@@ -104,6 +115,7 @@ PROFILES: dict[str, Profile] = {
          "*": "resnet18"},
         Recipe(epochs=100, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=2),
         overrides={"tinyimagenet": {"batch_size": 256, "crop_padding": 8}},
+        sample_wise=("cifar10", "cifar100", "tinyimagenet"),
         class_wise=("cifar100", "cifar20", ("rocket", "mushroom", "baby", "lamp", "sea")),
         presets=load_presets("paper"),
         description="the paper's models and 100-epoch recipe (docs/method.md), for a GPU"),

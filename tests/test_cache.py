@@ -208,3 +208,16 @@ def test_a_profile_with_train_per_class_trains_on_that_subset(smoke):
     assert small.data.train_labels.bincount().tolist() == [30] * 10
     assert torch.equal(small.data.test_labels, smoke.data.test_labels)
     assert "300 train" in repr(small) and small.checkpoint("original") != smoke.checkpoint("original")
+
+
+def test_the_cpu_thread_count_is_part_of_a_trained_models_key(smoke):
+    """Float reductions (hence weights) differ between thread counts, so each count has its own models."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = smoke.checkpoint("original")
+        assert smoke.cache_fields("original")["threads"] == 1
+        torch.set_num_threads(2)
+        assert smoke.checkpoint("original") != one
+    finally:
+        torch.set_num_threads(threads)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from nmu.plan import plan
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = {  # files each notebook must write into its out_dir
@@ -18,7 +20,7 @@ EXPECTED = {  # files each notebook must write into its out_dir
     "sample_wise": ["sample_wise.png", "sample_wise.pdf", "runs.csv", "runs.md", "summary.csv", "summary.md"],
     "class_wise": ["class_wise.png", "class_wise.pdf", "runs.csv", "runs.md", "summary.csv", "summary.md"],
     "hybrid_gallery": ["masks.png", "masks.pdf", "hybrids.png", "hybrids.pdf"],
-    "hardest": ["hardest.png", "hardest.pdf", "hardest_classes.png", "runs.csv", "summary.md"],
+    "hardest": ["hardest.png", "hardest.pdf", "hardest_classes_digits.png", "runs.csv", "summary.md"],
     "over_forgetting": ["over_forgetting.png", "over_forgetting.pdf", "per_class_test_acc_change.csv",
                         "forget_prediction_shares.md"],
     "robustness": ["robustness.png", "robustness.pdf", "natmu_grid.csv", "search.md", "best.csv"],
@@ -43,9 +45,9 @@ def test_template_is_clean_with_one_parameters_cell(notebook):
 def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     """``make figures PROFILE=smoke`` executes every notebook via papermill into the results folder,
     each writes its figures, tables and manifest, and a second ``make`` has nothing left to do."""
-    results = tmp_path / "results"
+    results, root = tmp_path / "results", tmp_path / "data"
     cmd = ["make", "-C", str(REPO), "-j2", "figures", "PROFILE=smoke", f"RESULTS={results}", f"PY={sys.executable}",
-           f"NMU_DATA={os.environ['NMU_DATA']}", f"SHARED_DATA={tmp_path / 'no-shared-data'}",
+           f"NMU_DATA={root}", f"SHARED_DATA={tmp_path / 'no-shared-data'}",
            "-o", ".venv/.installed"]  # the test's interpreter already has everything installed
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread each, two notebooks at once
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
@@ -59,5 +61,24 @@ def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
         assert manifest["parameters"]["profile"] == "smoke" and manifest["wall_seconds"] > 0
     assert not list(results.glob("*.part.ipynb"))
     assert sorted(p.name for p in (results / ".done").iterdir()) == sorted(EXPECTED)
+    # `make plan` (nmu.plan) lists exactly the models and runs that were computed
+    planned = {a for arts in plan("smoke").values() for a in arts}
+    for kind in ("original", "retrain", "unlearn"):
+        made = list((root / "checkpoints").glob(f"{kind}-*.pt"))
+        assert len(made) == sum(a.kind == kind for a in planned), kind
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode == 0 and "papermill" not in again.stdout, "a second `make figures` executed notebooks"
+
+
+def test_an_unknown_or_mistyped_papermill_parameter_stops_the_notebook(tmp_path):
+    """A misspelt ``-p`` is not silently ignored: the notebook fails in its first cell, naming the valid ones."""
+    import papermill
+
+    for params, message in [({"fractoin": 0.2}, "unknown parameter(s) ['fractoin']"),
+                            ({"fraction": "0.1"}, "fraction='0.1' must be float")]:
+        with pytest.raises(papermill.PapermillExecutionError) as err:
+            papermill.execute_notebook(str(REPO / "notebooks" / "quickstart.ipynb"), str(tmp_path / "out.ipynb"),
+                                       parameters={"profile": "smoke", "out_dir": str(tmp_path / "out"), **params},
+                                       progress_bar=False, log_output=False)
+        assert message in str(err.value)
+    assert not (tmp_path / "out").exists()
