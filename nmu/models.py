@@ -1,7 +1,7 @@
 """Classifiers with normalisation inside: inputs are images in [0, 1], N x C x H x W.
 
 Every model is a :class:`Classifier` = ``Normalize -> features -> head`` where ``head`` is one
-``nn.Linear`` (re-initialised by full-class unlearning). Architectures (``ARCHS``):
+``nn.Linear`` (its weights re-initialised by :func:`reset_head` for full-class unlearning). Architectures (``ARCHS``):
 
 - ``resnet18`` / ``resnet34``: CIFAR-style ResNets (3x3 stride-1 stem, no max-pool, adaptive pool);
 - ``vgg16_bn``: 13 conv-BN-ReLU layers, 5 max-pools, one ``Linear(512, C)``;
@@ -113,10 +113,16 @@ def build_model(arch: str, num_classes: int, mean: Sequence[float], std: Sequenc
 
 
 def reset_head(model: Classifier, seed: int) -> None:
-    """Re-initialise the final linear layer (full-class forgetting), reproducibly."""
+    """Re-initialise the final linear layer (full-class forgetting), reproducibly under ``seed``.
+
+    As the reference (NatMU's code): Xavier-normal weights with the ReLU gain, std =
+    sqrt(2) * sqrt(2 / (fan_in + fan_out)); the trained bias is kept (only the weights are redrawn)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model.head.reset_parameters()
+        with torch.no_grad():
+            weight = torch.empty(model.head.weight.shape, dtype=torch.float32)  # drawn on the CPU: same on any device
+            nn.init.xavier_normal_(weight, gain=nn.init.calculate_gain("relu"))
+            model.head.weight.copy_(weight)
 
 
 def count_parameters(model: nn.Module) -> int:

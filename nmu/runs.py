@@ -42,7 +42,8 @@ def hyperparameters(exp: Experiment, method: str, kind: str, overrides: Mapping[
 
 def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
               overrides: Mapping[str, Any] | None = None) -> tuple[Classifier, dict]:
-    """The unlearned model and its record (metrics, run time, hyperparameters), cached: the model
+    """The unlearned model and its record (metrics, run time, hyperparameters, the method's
+    :attr:`UnlearnResult.info`), cached: the model
     under a key that includes the digest of the method's code, its metrics under one that adds the
     digest of the metrics code, so an edit recomputes exactly what it affects."""
     hp = hyperparameters(exp, method, split.kind, overrides)
@@ -55,14 +56,17 @@ def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
         result = unlearn(method, exp.original().model, exp.data, split, seed=seed, device=exp.device,
                          precision=exp.precision, progress=exp.progress, crop_padding=exp.recipe.crop_padding, **hp)
         built["model"] = result.model
-        return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()}, "seconds": result.seconds}
+        return {"state_dict": {k: v.cpu() for k, v in result.model.state_dict().items()}, "seconds": result.seconds,
+                "info": dict(result.info)}
 
     stored, _ = cached(f"unlearn-{method}", fields, build, exp.root)
     model = exp.new_model()
     model.load_state_dict(stored["state_dict"])
     model.to(exp.device).eval()
     metrics = _metrics(exp, split, f"metrics-{method}", fields, built.get("model", model), retrained.model, seed)
-    return model, _record(exp, split, method, seed, hp, stored["seconds"], metrics, retrained.seconds)
+    # The method's own numbers about the run (UnlearnResult.info, e.g. ssd_dampened_share) join the record.
+    return model, {**_record(exp, split, method, seed, hp, stored["seconds"], metrics, retrained.seconds),
+                   **stored.get("info", {})}
 
 
 def _metrics(exp: Experiment, split: Split, name: str, fields: dict, model: Classifier, retrained: Classifier,

@@ -9,8 +9,10 @@ Retraining, the gold standard every method is compared with, is not a method: it
 
 The training stream, the same for every fine-tuning method (:meth:`Task.finetune`): remaining
 samples (D_r) get the original training recipe's random crop + flip; the samples a method adds
-(NatMU's hybrids, relabelled or ascended D_f) are used as they are; both are shuffled into one
-stream. See ``docs/method.md`` ("Augmentation policy").
+(NatMU's hybrids, relabelled D_f) are used as they are, except for the baselines whose reference
+trains on D_f alone, augmented, in train mode (GA, Boundary Shrink: ``augment_extra``); both are
+shuffled into one stream. See ``docs/method.md`` ("Augmentation policy"). A method may report
+numbers about its run in :attr:`Task.info` (returned as :attr:`UnlearnResult.info`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class Task:
     progress: bool = True
     crop_padding: int = 4
     """Crop padding of D_r's augmentation: the original training recipe's (4 for CIFAR, 8 for TinyImageNet)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """What a method reports about its run beyond the model (e.g. SSD's ``ssd_dampened_share``): returned
+    as :attr:`UnlearnResult.info` and merged into the run's record by :func:`nmu.runs.unlearned`."""
 
     @cached_property
     def forget_images(self) -> torch.Tensor:
@@ -69,11 +74,17 @@ class Task:
 
     def finetune(self, extra_images: torch.Tensor | None = None, extra_labels: torch.Tensor | None = None, *,
                  retain: bool = True, lr: float, weight_decay: float, epochs: int = 5, batch_size: int = 128,
-                 loss_fn: Callable[[torch.Tensor], LossFn] | None = None, desc: str = "unlearn") -> None:
+                 loss_fn: Callable[[torch.Tensor], LossFn] | None = None, optimizer: str = "adamw",
+                 augment_extra: bool = False, desc: str = "unlearn") -> None:
         """Fine-tune ``self.model`` on the unlearning stream: D_r with crop + flip (unless ``retain`` is
-        False) followed by ``extra_images`` / ``extra_labels`` used as they are, shuffled together.
-        AdamW, per-step cosine decay to 0, no warm-up. ``loss_fn(is_extra)`` builds the per-sample
-        loss from the stream's is-extra flags (indexed by each batch's ``idx``); default cross-entropy."""
+        False) followed by ``extra_images`` / ``extra_labels``, shuffled together. Per-step cosine
+        decay to 0, no warm-up. ``loss_fn(is_extra)`` builds the per-sample loss from the stream's
+        is-extra flags (indexed by each batch's ``idx``); default cross-entropy.
+
+        ``optimizer``: ``"adamw"`` (the shared default) or ``"sgd"`` (momentum 0.9, for the baselines
+        whose reference runs SGD: l1-sparse, Boundary Shrink). ``augment_extra``: give the extra
+        samples the same crop + flip as D_r; off by default (the augmentation policy, docs/method.md),
+        on only for baselines whose reference feeds D_f augmented (GA, Boundary Shrink)."""
         xs, ys, extra = [], [], []
         if retain:
             xs.append(self.retain_images)
@@ -90,13 +101,15 @@ class Task:
             raise ValueError("nothing to train on: neither D_r nor extra samples given")
         is_extra = torch.cat(extra)
         recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                        optimizer="adamw", schedule="cosine", crop_padding=self.crop_padding)
-        fit(self.model, torch.cat(xs), torch.cat(ys), recipe, seed=self.seed, no_augment=is_extra,
+                        optimizer=optimizer, momentum=0.9, schedule="cosine", crop_padding=self.crop_padding)
+        fit(self.model, torch.cat(xs), torch.cat(ys), recipe, seed=self.seed,
+            no_augment=None if augment_extra else is_extra,
             loss_fn=loss_fn(is_extra) if loss_fn is not None else None, device=self.device,
             precision=self.precision, progress=self.progress, desc=desc)
 
     def reset_head(self) -> None:
-        """Re-initialise the model's final linear layer (class-wise settings), seeded by the task."""
+        """Re-initialise the weights of the model's final linear layer (class-wise settings; the bias is
+        kept, :func:`nmu.models.reset_head`), seeded by the task."""
         if not isinstance(getattr(self.model, "head", None), nn.Linear):
             raise TypeError("head_reinit needs a model with a linear `.head` (an nmu.models.Classifier)")
         reset_head(self.model, self.seed)
@@ -159,6 +172,8 @@ class UnlearnResult:
     model: nn.Module
     seconds: float
     hparams: dict
+    info: dict = field(default_factory=dict)
+    """The method's :attr:`Task.info` (numbers about the run, e.g. SSD's dampened share)."""
 
 
 def unlearn(method: str, model: nn.Module, data: Dataset, split: Split, *, seed: int = 0,
@@ -180,4 +195,4 @@ def unlearn(method: str, model: nn.Module, data: Dataset, split: Split, *, seed:
     out = METHODS[method](task, **hparams)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return UnlearnResult(method, out.eval(), time.perf_counter() - start, dict(hparams))
+    return UnlearnResult(method, out.eval(), time.perf_counter() - start, dict(hparams), dict(task.info))

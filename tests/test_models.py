@@ -55,7 +55,23 @@ def test_reset_head_changes_only_the_head():
     reset_head(model, seed=9)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"head.weight", "head.bias"}
+    assert changed == {"head.weight"}  # the trained bias is kept, as the reference
+
+
+def test_reset_head_is_xavier_normal_with_the_relu_gain_and_reproducible():
+    model = build_model("smallcnn", 100, MEAN, STD, seed=0)  # head: Linear(256, 100), 25,600 weights
+    bias = model.head.bias.detach().clone()
+    reset_head(model, seed=3)
+    w = model.head.weight.detach()
+    expected = torch.nn.init.calculate_gain("relu") * (2 / (256 + 100)) ** 0.5
+    assert abs(w.std().item() / expected - 1) < 0.03
+    assert abs(w.mean().item()) < 0.05 * expected
+    assert torch.equal(model.head.bias, bias)
+    again = build_model("smallcnn", 100, MEAN, STD, seed=0)
+    reset_head(again, seed=3)
+    assert torch.equal(again.head.weight, w)
+    reset_head(again, seed=4)
+    assert not torch.equal(again.head.weight, w)
 
 
 def test_unknown_arch():
