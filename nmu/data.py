@@ -319,10 +319,11 @@ def check_tree(path: str | Path, *, fix: str | None = None, shown: Path | None =
     listing = _scan(path)
     problems = _problems(path, listing)
     if problems:
-        shown = shown or path
         more = f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else ""
+        why = " (left by an interrupted or concurrent unpack?)" if shown is None else ""
+        shown = shown or path
         raise IncompleteDataError(
-            f"{shown} is incomplete or not the official data set (a partial or interrupted unpack?):\n  "
+            f"{shown} is incomplete or not the official data set{why}:\n  "
             + "\n  ".join(problems[:8]) + more + "\n" + (fix or _fix_hint(shown, None)))
     return listing
 
@@ -420,6 +421,7 @@ def _extract_all(archive: Path, dest: Path) -> None:
     if _progress():
         print(f"nmu: unpacking {archive} ...", file=sys.stderr)
     tar_exe = shutil.which("tar") if archive.suffix != ".zip" else None
+    run = None
     try:
         if tar_exe:  # GNU tar and bsdtar detect the compression, refuse '..' and strip leading '/'
             run = subprocess.run([tar_exe, "-xf", str(archive), "-C", str(dest)], capture_output=True, text=True)
@@ -434,7 +436,7 @@ def _extract_all(archive: Path, dest: Path) -> None:
             with tarfile.open(archive) as tar:
                 tar.extractall(dest, filter="data")
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as err:
-        tar_said = f"; tar said: {run.stderr.strip()[-300:]}" if tar_exe else ""
+        tar_said = f"; tar said: {run.stderr.strip()[-300:]}" if run is not None else ""
         raise IncompleteDataError(f"could not unpack {archive} ({type(err).__name__}: {err}{tar_said}). The archive "
                                   "is truncated or damaged: replace it (compare its sha256 with the published one)"
                                   ) from err
@@ -476,7 +478,7 @@ def _fetch(url: str, dest: Path, md5: str | None) -> None:
         fd, part_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         part = Path(part_name)
         try:
-            digest = hashlib.md5()
+            digest = hashlib.md5(usedforsecurity=False)
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
