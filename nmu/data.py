@@ -757,7 +757,8 @@ def _folder_layout(path: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
     splits = {"train": path / "train", "test": path / "test" if (path / "test").is_dir() else path / "val"}
     for d in splits.values():
         if not d.is_dir():
-            raise DataNotFoundError(f"{path} is not an image-folder tree: missing {d}. Expected "
+            alt = " (or test/)" if d.name == "val" else ""
+            raise DataNotFoundError(f"{path} is not an image-folder tree: missing {d}{alt}. Expected "
                                     f"{path}/train/<class>/<image> and {path}/test/<class>/<image>.")
     classes = tuple(sorted(p.name for p in splits["train"].iterdir() if p.is_dir()))
     if not classes:
@@ -840,7 +841,8 @@ def _decode(files: list[tuple[Path, int]], where: Path | None = None) -> tuple[t
                                     disable=not _progress())):
         img = first if i == 0 else _read_rgb(f)
         if img.shape != first.shape:
-            raise ValueError(f"images under {where} differ in size: {files[0][0]} is {first.shape[1]}x{first.shape[0]}, "
+            raise ValueError(f"images under {where} differ in size: {files[0][0]} is "
+                             f"{first.shape[1]}x{first.shape[0]}, "
                              f"{f} is {img.shape[1]}x{img.shape[0]}; resize them to one size first")
         out[i] = img.transpose(2, 0, 1)
     return torch.from_numpy(out), torch.tensor([y for _, y in files], dtype=torch.long)
