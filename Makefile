@@ -21,12 +21,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# Real CIFAR-10 for offline machines: unpack the image-folder archive into the data root if one
-# is at $(SHARED_DATA); with internet, nmu downloads the original files itself.
-data:
-	@if [ ! -d "$(NMU_DATA)/cifar10-jpeg" ] && [ -f "$(SHARED_DATA)/cifar10-jpeg.tar.xz" ]; then \
-		mkdir -p "$(NMU_DATA)" && tar -xJf "$(SHARED_DATA)/cifar10-jpeg.tar.xz" -C "$(NMU_DATA)" && \
-		echo "unpacked CIFAR-10 into $(NMU_DATA)/cifar10-jpeg"; fi
+# Real data sets for offline machines: unpack every known archive found at $(SHARED_DATA)
+# (cifar10-jpeg, cifar100-jpeg, tiny-imagenet-200 .tar.xz) into the data root $(NMU_DATA), each
+# through a temporary folder under a lock, checked against its official image counts, then renamed
+# into place. A second run only checks; a partial tree there is reported (with what to delete), not
+# used. With internet, nmu downloads the original files itself. (-W: runpy warns about running a
+# module that nmu/__init__ has already imported; harmless here.)
+data: $(STAMP)
+	$(PY) -W "ignore:'nmu.data' found in sys.modules:RuntimeWarning" -m nmu.data unpack "$(SHARED_DATA)" --root "$(NMU_DATA)"
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,30 +1,64 @@
 """Datasets as uint8 image tensors (N, C, H, W) with integer labels, decoded once and cached.
 
-``load_dataset(name)`` knows:
+``load_dataset(name)`` knows (sources in the order they are looked for under the data root):
 
 ==================  ==========================================================================
-``cifar10``         torchvision's pickled batches, or an image-folder tree ``cifar10-jpeg/``
-                    (or its ``cifar10-jpeg.tar.xz`` archive) under the data root; downloads
-                    the original batches when online
-``cifar100``        the pickled CIFAR-100 files (downloads when online)
-``cifar20``         CIFAR-100 with its 20 standard coarse labels; fine labels kept
+``cifar10``         the pickled batches ``cifar-10-batches-py/``; else the JPEG tree
+                    ``cifar10-jpeg/{train,test}/<class>/*.jpg`` or its ``cifar10-jpeg.tar.xz``;
+                    else ``cifar-10-python.tar.gz``, downloaded when online
+``cifar100``        the pickled files ``cifar-100-python/``; else the JPEG tree
+                    ``cifar100-jpeg/{train,test}/<fine_class>/*.jpg`` + ``classes.csv`` or its
+                    ``cifar100-jpeg.tar.xz``; else ``cifar-100-python.tar.gz`` (downloaded online).
+                    Fine labels in the official order (alphabetical: rocket = 69)
+``cifar20``         CIFAR-100 with its 20 standard coarse labels (rocket -> 19, ``vehicles_2``);
+                    the fine labels are kept in ``train_fine``/``test_fine``/``fine_classes``
 ``cifar10-coarse``  CIFAR-10 as 5 superclasses of similar pairs (for sub-class forgetting here)
-``tinyimagenet``    TinyImageNet-200 in its official folder layout (downloads when online);
-                    the official validation split serves as the test set
+``tinyimagenet``    TinyImageNet-200 in its official layout ``tiny-imagenet-200/`` (200 sorted
+                    wnids, 500 train images each; val/ with val_annotations.txt is the test set),
+                    or its ``tiny-imagenet-200.tar.xz`` / ``tiny-imagenet-200.zip`` (downloaded
+                    online); greyscale images become RGB
 ``digits``          scikit-learn's 8x8 digits (offline smoke data), fixed stratified 80/20 split
 ``digits-coarse``   digits as 5 superclasses of pairs
-a directory path    any image-folder tree ``train/<class>/*`` + ``test/<class>/*`` (or ``val/``)
+a directory path    any image-folder tree ``train/<class>/*`` + ``test/<class>/*`` (or ``val/``);
+                    a name is a path when it contains a path separator, starts with ``.``,
+                    ``~`` or ``/``, or is no known name and an existing directory
 ==================  ==========================================================================
 
-All files live under :func:`nmu.storage.data_root` (``$NMU_DATA``); decoded tensors are cached in
-``<root>/cache/`` so later loads take a fraction of a second.
+All files live under :func:`nmu.storage.data_root` (``$NMU_DATA``). Archives are unpacked by
+:func:`unpack`: into a temporary folder beside the target, under a file lock, checked, then renamed
+into place, so an interrupted or concurrent unpack never leaves a partial tree. A known data set
+whose image counts per split and class are not the official ones (:data:`OFFICIAL_COUNTS`) raises
+:class:`IncompleteDataError`, which names the folder to delete. ``python -m nmu.data unpack DIR``
+(``make data``) unpacks every known archive in ``DIR`` into the data root.
+
+Downloads time out (:data:`DOWNLOAD_TIMEOUT` seconds without data) and are retried
+:data:`DOWNLOAD_RETRIES` times; ``download=False`` or ``$NMU_OFFLINE=1`` never touches the network
+and the error says which files to put where.
+
+Decoded tensors are cached in ``<root>/cache/<name>.pt`` (later loads take about a second), keyed
+by the source's content (the file listing with sizes and modification times), so the cache is
+rebuilt when its source files change and is not used once they are gone.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import hashlib
+import http.client
+import os
 import pickle
+import shutil
+import socket
+import subprocess
+import sys
 import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +69,14 @@ from nmu.storage import data_root, load_tensors, save_tensors
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
+
+# The 20 CIFAR-100 superclasses in the order of the official ``meta`` file's coarse_label_names.
+CIFAR100_COARSE_CLASSES = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
+    "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
+    "vehicles_1", "vehicles_2")
 
 # Superclasses used for sub-class forgetting on data that has no coarse labels of its own.
 COARSE_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -50,15 +92,50 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2764, 0.2689, 0.2816)),
 }
 
+# What a complete copy of each known image tree holds: classes, and images per class in each split
+# (TinyImageNet's val/ is one folder of 10,000 images). A tree that differs is refused.
+OFFICIAL_COUNTS: dict[str, dict[str, int]] = {
+    "cifar10-jpeg": {"classes": 10, "train": 5000, "test": 1000},
+    "cifar100-jpeg": {"classes": 100, "train": 500, "test": 100},
+    "tiny-imagenet-200": {"classes": 200, "train": 500, "val": 10000},
+}
+# Files a complete copy of each known pickled data set holds.
+PICKLE_FILES: dict[str, tuple[str, ...]] = {
+    "cifar-10-batches-py": tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+    "cifar-100-python": ("train", "test", "meta"),
+}
+# Archive file name -> the folder it unpacks into (``python -m nmu.data unpack`` knows these).
+ARCHIVES: dict[str, str] = {
+    "cifar10-jpeg.tar.xz": "cifar10-jpeg",
+    "cifar100-jpeg.tar.xz": "cifar100-jpeg",
+    "tiny-imagenet-200.tar.xz": "tiny-imagenet-200",
+    "cifar-10-python.tar.gz": "cifar-10-batches-py",
+    "cifar-100-python.tar.gz": "cifar-100-python",
+    "tiny-imagenet-200.zip": "tiny-imagenet-200",
+}
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
+DOWNLOAD_TIMEOUT = 60.0  # seconds a connection may stay silent before a try is given up
+DOWNLOAD_RETRIES = 3     # tries in all
+DOWNLOAD_BACKOFF = 5.0   # seconds before the second try, doubling after
+OFFLINE_ENV = "NMU_OFFLINE"
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-CACHE_FORMAT = "nmu-dataset-v1"
+CACHE_FORMAT = "nmu-dataset-v2"
 
 
 class DataNotFoundError(FileNotFoundError):
     """Raised when a dataset is neither on disk nor downloadable; the message says where to put it."""
+
+
+class IncompleteDataError(DataNotFoundError):
+    """Raised when a known data set's folder is incomplete (e.g. an interrupted unpack); the message
+    names the folder and says what to delete or re-extract."""
 
 
 @dataclass(frozen=True)
@@ -108,25 +185,40 @@ class Dataset:
         return cls(**d)
 
 
-def load_dataset(name: str, root: str | Path | None = None, *, download: bool = True) -> Dataset:
-    """Load a dataset by name (see the module docstring) or from an image-folder directory."""
+def offline() -> bool:
+    """True when ``$NMU_OFFLINE`` is set to 1/true/yes/on: nmu then never downloads."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_dataset(name: str | os.PathLike, root: str | Path | None = None, *, download: bool = True) -> Dataset:
+    """Load a dataset by name (see the module docstring) or from an image-folder directory.
+
+    With ``download=False`` or ``$NMU_OFFLINE=1`` nothing is downloaded; a missing data set raises
+    :class:`DataNotFoundError` saying which files to put where.
+    """
     root = Path(root) if root is not None else data_root()
-    if Path(name).expanduser().is_dir():
+    if _is_path(name):
         return load_image_folder(Path(name).expanduser(), root=root)
-    builders = {
-        "cifar10": lambda: _cifar10(root, download),
-        "cifar100": lambda: _cifar100(root, download, coarse=False),
-        "cifar20": lambda: _cifar100(root, download, coarse=True),
-        "tinyimagenet": lambda: _tinyimagenet(root, download),
+    allowed = download and not offline()
+    sources = {
+        "cifar10": lambda: _cifar10(root, allowed),
+        "cifar100": lambda: _cifar100(root, allowed, coarse=False),
+        "cifar20": lambda: _cifar100(root, allowed, coarse=True),
+        "tinyimagenet": lambda: _tinyimagenet(root, allowed),
         "digits": _digits,
     }
     base = name.removesuffix("-coarse")
     if name.endswith("-coarse") and base in COARSE_GROUPS:
         return coarsen(load_dataset(base, root, download=download), COARSE_GROUPS[base])
-    if name not in builders:
-        known = sorted(builders) + [f"{b}-coarse" for b in COARSE_GROUPS]
-        raise ValueError(f"unknown dataset {name!r}; use one of {known} or the path of an image-folder tree")
-    return _cached(root / "cache" / f"{name}.pt", builders[name])
+    if name not in sources:
+        raise ValueError(f"unknown dataset {name!r}; use one of {sorted(KNOWN_NAMES)} or the path of an "
+                         "image-folder tree (e.g. ./mydata)")
+    key, build = sources[name]()
+    return _cached(root / "cache" / f"{name}.pt", key, build)
+
+
+KNOWN_NAMES = frozenset({"cifar10", "cifar100", "cifar20", "tinyimagenet", "digits"}
+                        | {f"{b}-coarse" for b in COARSE_GROUPS})
 
 
 def subsample(ds: Dataset, per_class: int, seed: int = 0) -> Dataset:
@@ -165,59 +257,343 @@ def load_image_folder(path: str | Path, name: str | None = None,
                       root: str | Path | None = None) -> Dataset:
     """Decode a ``train/<class>/*`` + ``test/<class>/*`` (or ``val/``) tree of same-sized images.
 
-    Classes are the sorted sub-directory names of ``train/``; images are read as RGB; mean/std are
-    computed from the training images unless given. The result is cached under the data root, keyed
-    by the tree's path, file names and sizes, so edits to the tree are picked up.
+    Classes are the sorted sub-directory names of ``train/``; every class needs at least one image
+    in both splits (an empty class folder is an error), and all images must have one size. Images
+    are read as RGB; mean/std are computed from the training images unless given. The result is
+    cached under the data root, keyed by the tree's file names, sizes and modification times, so
+    edits to the tree are picked up.
     """
-    path = Path(path).resolve()
+    path = Path(path).expanduser().resolve()
     splits, classes = _folder_layout(path)
     files = {s: _list_images(d, classes) for s, d in splits.items()}
-    fingerprint = hashlib.sha256(repr([(str(f), f.stat().st_size) for s in files.values() for f, _ in s])
-                                 .encode()).hexdigest()[:16]
     name = name or path.name
-    cache = (Path(root) if root is not None else data_root()) / "cache" / f"folder-{name}-{fingerprint}.pt"
-    return _cached(cache, lambda: _folder_dataset(path, files, classes, name, normalization))
+    key = _digest(["folder", str(path), normalization, _scan(path)])
+    cache = (Path(root) if root is not None else data_root()) / "cache" / \
+        f"folder-{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:12]}.pt"
+    return _cached(cache, key, lambda: _folder_dataset(path, files, classes, name, normalization))
+
+
+# ------------------------------------------------------------------------------ safe unpack, checks
+
+def unpack(archive: str | Path, root: str | Path | None = None, folder: str | None = None) -> Path:
+    """Unpack ``archive`` into ``root/folder`` (default: the folder :data:`ARCHIVES` names) safely.
+
+    Under a file lock, the archive is extracted into a temporary folder beside the target, checked
+    (a known data set must have its official image counts) and renamed into place, so the target
+    either does not exist or is complete. If the target already exists it is only checked: an
+    incomplete one raises :class:`IncompleteDataError`. Returns the target folder.
+    """
+    archive = Path(archive)
+    root = Path(root) if root is not None else data_root()
+    folder = folder or ARCHIVES.get(archive.name)
+    if folder is None:
+        raise ValueError(f"unknown archive {archive.name}; known: {sorted(ARCHIVES)} (or pass folder=)")
+    if not archive.is_file():
+        raise DataNotFoundError(f"no archive {archive}")
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / folder
+    with _lock(root / f".{folder}.lock", f"unpacking {folder}"):
+        if target.exists():
+            check_tree(target, fix=_fix_hint(target, archive))
+            return target
+        for stale in root.glob(f".{folder}.unpack-*"):  # left by a killed unpack; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.unpack-", dir=root))
+        try:
+            _extract_all(archive, tmp)
+            if not (tmp / folder).is_dir():
+                raise ValueError(f"{archive} holds no top-level folder {folder}/: it is not the expected archive")
+            check_tree(tmp / folder, fix=f"The archive {archive} itself is incomplete or damaged: replace it "
+                                         "(compare its sha256 with the published one).", shown=target)
+            os.rename(tmp / folder, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def check_tree(path: str | Path, *, fix: str | None = None, shown: Path | None = None) -> list[tuple[str, int, int]]:
+    """Check a known data set's folder (named as in :data:`OFFICIAL_COUNTS` or :data:`PICKLE_FILES`)
+    and return its listing ``(relative path, size, mtime_ns)``; raise :class:`IncompleteDataError`
+    naming the folder when it is not complete. Other folders are only listed."""
+    path = Path(path)
+    listing = _scan(path)
+    problems = _problems(path, listing)
+    if problems:
+        more = f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else ""
+        why = " (left by an interrupted or concurrent unpack?)" if shown is None else ""
+        shown = shown or path
+        raise IncompleteDataError(
+            f"{shown} is incomplete or not the official data set{why}:\n  "
+            + "\n  ".join(problems[:8]) + more + "\n" + (fix or _fix_hint(shown, None)))
+    return listing
+
+
+def _fix_hint(target: Path, archive: Path | None) -> str:
+    """What to do about an incomplete ``target`` folder."""
+    names = [a for a, f in ARCHIVES.items() if f == target.name]
+    if archive is not None and archive.parent.resolve() == target.parent.resolve():
+        again = f"the next load unpacks it again from {archive}"
+    elif archive is not None:
+        again = f"then `python -m nmu.data unpack {archive.parent}` (`make data`) unpacks it again from {archive}"
+    elif names:
+        again = (f"then unpack it again: `make data`, or `python -m nmu.data unpack DIR` with DIR holding "
+                 f"{' or '.join(names)}; the next load does so itself if {target.parent / names[0]} is there"
+                 + (" (or downloads it when online)" if target.name in PICKLE_FILES else ""))
+    else:
+        again = "then put a complete copy there"
+    return f"Delete the folder (rm -rf '{target}'); {again}."
+
+
+def _problems(path: Path, listing: list[tuple[str, int, int]]) -> list[str]:
+    name = path.name
+    if name in PICKLE_FILES:
+        have = {rel for rel, _, _ in listing}
+        return [f"{f} is missing" for f in PICKLE_FILES[name] if f not in have]
+    if name not in OFFICIAL_COUNTS:
+        return []
+    expect = OFFICIAL_COUNTS[name]
+    counts = Counter(rel.rpartition("/")[0] for rel, _, _ in listing if rel.lower().endswith(IMAGE_SUFFIXES))
+    problems: list[str] = []
+
+    def per_class(split_dir: str, classes: list[str], n: int) -> None:
+        short = [(c, counts.get(f"{split_dir}/{c}", 0)) for c in classes]
+        total = sum(k for _, k in short)
+        if total != n * expect["classes"] or any(k != n for _, k in short):
+            problems.append(f"{split_dir}/ has {total:,} images, expected {n * expect['classes']:,} ({n:,} per class)")
+            problems.extend(f"{split_dir}/{c}/ has {k:,} images, expected {n:,}" for c, k in short if k != n)
+
+    if name == "tiny-imagenet-200":
+        wnids_file = path / "wnids.txt"
+        wnids = wnids_file.read_text().split() if wnids_file.is_file() else []
+        if not wnids:
+            return ["wnids.txt is missing or empty"]
+        if len(wnids) != expect["classes"]:
+            problems.append(f"wnids.txt lists {len(wnids)} classes, expected {expect['classes']}")
+        dirs = sorted(p.name for p in (path / "train").iterdir() if p.is_dir()) if (path / "train").is_dir() else []
+        if sorted(wnids) != dirs:
+            problems.append(f"train/ has {len(dirs)} class folders, not the {len(wnids)} wnids of wnids.txt")
+        short = [(w, counts.get(f"train/{w}/images", 0)) for w in sorted(wnids)]
+        total = sum(k for _, k in short)
+        if any(k != expect["train"] for _, k in short):
+            problems.append(f"train/ has {total:,} images, expected {expect['train'] * expect['classes']:,} "
+                            f"({expect['train']:,} per class in train/<wnid>/images/)")
+            problems.extend(f"train/{w}/images/ has {k:,} images, expected {expect['train']:,}"
+                            for w, k in short if k != expect["train"])
+        if counts.get("val/images", 0) != expect["val"]:
+            problems.append(f"val/images/ has {counts.get('val/images', 0):,} images, expected {expect['val']:,}")
+        if not (path / "val" / "val_annotations.txt").is_file():
+            problems.append("val/val_annotations.txt is missing")
+        return problems
+    for split in ("train", "test"):
+        if not (path / split).is_dir():
+            problems.append(f"{split}/ is missing")
+            continue
+        classes = sorted(p.name for p in (path / split).iterdir() if p.is_dir())
+        if len(classes) != expect["classes"] or (name == "cifar10-jpeg" and tuple(classes) != CIFAR10_CLASSES):
+            problems.append(f"{split}/ has {len(classes)} class folders, expected {expect['classes']}")
+        per_class(split, classes, expect[split])
+    if name == "cifar100-jpeg" and not (path / "classes.csv").is_file():
+        problems.append("classes.csv is missing")
+    return problems
+
+
+def _scan(path: Path) -> list[tuple[str, int, int]]:
+    """Every file under ``path`` as (posix relative path, size, mtime_ns), sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, path).replace(os.sep, "/")
+        for f in filenames:
+            st = os.stat(os.path.join(dirpath, f))
+            out.append((f if rel_dir == "." else f"{rel_dir}/{f}", st.st_size, st.st_mtime_ns))
+    out.sort()
+    return out
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(repr(obj).encode()).hexdigest()
+
+
+def _extract_all(archive: Path, dest: Path) -> None:
+    """Extract ``archive`` (.tar.* or .zip) into ``dest``; raises :class:`IncompleteDataError` if it
+    cannot be read to its end. Uses the system ``tar`` when there is one (several times faster than
+    Python's tarfile on 100,000 small files), else tarfile's ``data`` filter."""
+    if _progress():
+        print(f"nmu: unpacking {archive} ...", file=sys.stderr)
+    tar_exe = shutil.which("tar") if archive.suffix != ".zip" else None
+    run = None
+    try:
+        if tar_exe:  # GNU tar and bsdtar detect the compression, refuse '..' and strip leading '/'
+            run = subprocess.run([tar_exe, "-xf", str(archive), "-C", str(dest)], capture_output=True, text=True)
+            if run.returncode == 0:
+                return
+            for entry in dest.iterdir():  # e.g. no xz program for tar: try Python's own reader
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zf:  # extractall drops absolute and '..' parts of names
+                zf.extractall(dest)
+        else:
+            with tarfile.open(archive) as tar:
+                tar.extractall(dest, filter="data")
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as err:
+        tar_said = f"; tar said: {run.stderr.strip()[-300:]}" if run is not None else ""
+        raise IncompleteDataError(f"could not unpack {archive} ({type(err).__name__}: {err}{tar_said}). The archive "
+                                  "is truncated or damaged: replace it (compare its sha256 with the published one)"
+                                  ) from err
+
+
+class _lock:
+    """An inter-process lock file (filelock) that says so when it has to wait for another process."""
+
+    def __init__(self, path: Path, what: str):
+        from filelock import FileLock
+
+        self.lock, self.what = FileLock(str(path)), what
+
+    def __enter__(self):
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            print(f"nmu: waiting for another process {self.what} ({self.lock.lock_file})", file=sys.stderr)
+            self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+
+def _progress() -> bool:
+    return os.environ.get("NMU_PROGRESS", "1") != "0"
+
+
+# ------------------------------------------------------------------------------------------ downloads
+
+def _fetch(url: str, dest: Path, md5: str | None) -> None:
+    """Download ``url`` to ``dest`` (atomically) with a timeout per socket operation and a bounded
+    number of tries; raises ``OSError`` with what happened on each try."""
+    errors = []
+    for attempt in range(1, max(1, DOWNLOAD_RETRIES) + 1):
+        fd, part_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        part = Path(part_name)
+        try:
+            digest = hashlib.md5(usedforsecurity=False)
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+            if md5 and digest.hexdigest() != md5:
+                raise OSError(f"md5 {digest.hexdigest()} of the downloaded file is not the expected {md5}")
+            os.replace(part, dest)
+            return
+        except (OSError, http.client.HTTPException, socket.timeout) as err:
+            errors.append(f"try {attempt}: {type(err).__name__}: {err}")
+            if isinstance(err, urllib.error.HTTPError) and 400 <= err.code < 500:
+                break  # not found / forbidden: another try will not help
+            if attempt < DOWNLOAD_RETRIES:
+                time.sleep(DOWNLOAD_BACKOFF * 2 ** (attempt - 1))
+        finally:
+            part.unlink(missing_ok=True)
+    raise OSError(f"downloading {url} failed after {len(errors)} tries (timeout {DOWNLOAD_TIMEOUT:g} s "
+                  "without data per try): " + "; ".join(errors))
+
+
+def _missing(root: Path, what: str, where: str, allowed: bool, error: Exception | None = None) -> DataNotFoundError:
+    message = f"{what} is not under the data root {root} (set $NMU_DATA to change it). Put there one of\n{where}"
+    if error is not None:
+        message += f"\nThe download failed: {error}"
+    elif not allowed:
+        message += (f"\nNothing was downloaded: ${OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)} (offline mode)."
+                    if offline() else "\nNothing was downloaded (download=False).")
+    return DataNotFoundError(message)
+
+
+def _locate(root: Path, options: list[tuple[str, tuple[str, ...]]], online: tuple[str, str, str, str] | None,
+            allowed: bool, what: str, where: str) -> Path:
+    """The first existing folder of ``options`` (folder, its archive names) under ``root``, else the
+    first archive found there, unpacked; else ``online`` = (url, md5, archive name, folder)
+    downloaded and unpacked when ``allowed``."""
+    for folder, _ in options:
+        if (root / folder).is_dir():
+            return root / folder
+    for folder, archives in options:
+        for name in archives:
+            if (root / name).is_file():
+                return unpack(root / name, root, folder)
+    if online is None or not allowed:
+        raise _missing(root, what, where, allowed)
+    url, md5, name, folder = online
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _lock(root / f".{name}.lock", f"downloading {name}"):
+            if not (root / name).is_file():
+                _fetch(url, root / name, md5)
+    except OSError as err:
+        raise _missing(root, what, where, allowed, err) from err
+    return unpack(root / name, root, folder)
 
 
 # ----------------------------------------------------------------------------------------- builders
 
-def _cifar10(root: Path, download: bool) -> Dataset:
+def _cifar10(root: Path, allowed: bool):
     mean, std = NORMALIZATION["cifar10"]
-    batches = root / "cifar-10-batches-py"
-    folder, archive = root / "cifar10-jpeg", root / "cifar10-jpeg.tar.xz"
-    if not batches.is_dir() and not folder.is_dir() and archive.is_file():
-        _extract(archive, root)
-    if not batches.is_dir() and folder.is_dir():
-        splits, classes = _folder_layout(folder)
-        if classes != CIFAR10_CLASSES:
-            raise ValueError(f"{folder} has classes {classes}, expected CIFAR-10's {CIFAR10_CLASSES}")
-        files = {s: _list_images(d, classes) for s, d in splits.items()}
-        return _folder_dataset(folder, files, classes, "cifar10", (mean, std))
-    if not batches.is_dir():
-        _download(root, download, "CIFAR-10", lambda: _torchvision_download("CIFAR10", root),
-                  f"  - the original batches: {batches}/data_batch_1..5, test_batch, batches.meta\n"
-                  f"    (unpack {CIFAR10_URL} into {root}), or\n"
-                  f"  - an image-folder tree {folder}/train/<class>/*.jpg + {folder}/test/<class>/*.jpg,\n"
-                  f"    or its archive {archive} (e.g. `make data` unpacks ../shared/data/cifar10-jpeg.tar.xz)")
-    train = [_unpickle(batches / f"data_batch_{i}") for i in range(1, 6)]
-    test = _unpickle(batches / "test_batch")
-    classes = tuple(_unpickle(batches / "batches.meta")["label_names"])
-    return Dataset("cifar10",
-                   _pixels(np.concatenate([b["data"] for b in train])),
-                   torch.tensor(np.concatenate([b["labels"] for b in train]), dtype=torch.long),
-                   _pixels(test["data"]), torch.tensor(test["labels"], dtype=torch.long),
-                   classes=classes, mean=mean, std=std, source=f"pickled batches {batches}")
+    batches, folder = root / "cifar-10-batches-py", root / "cifar10-jpeg"
+    where = (f"  - the JPEG tree {folder}/train/<class>/*.jpg + {folder}/test/<class>/*.jpg (5,000 + 1,000 per "
+             f"class),\n    or its archive {root}/cifar10-jpeg.tar.xz (`make data` unpacks "
+             "../shared/data/cifar10-jpeg.tar.xz into $NMU_DATA), or\n"
+             f"  - the original batches {batches}/data_batch_1..5, test_batch, batches.meta,\n"
+             f"    or their archive {root}/cifar-10-python.tar.gz ({CIFAR10_URL})")
+    path = _locate(root, [("cifar-10-batches-py", ("cifar-10-python.tar.gz",)),
+                          ("cifar10-jpeg", ("cifar10-jpeg.tar.xz",))],
+                   (CIFAR10_URL, CIFAR10_MD5, "cifar-10-python.tar.gz", "cifar-10-batches-py"),
+                   allowed, "CIFAR-10", where)
+    listing = check_tree(path)
+    key = _digest(["cifar10", path.name, listing])
+    if path.name == "cifar10-jpeg":
+        def build() -> Dataset:
+            splits, classes = _folder_layout(path)
+            files = {s: _list_images(d, classes) for s, d in splits.items()}
+            return _folder_dataset(path, files, classes, "cifar10", (mean, std), kind="JPEG tree")
+        return key, build
+
+    def build_pickles() -> Dataset:
+        train = [_unpickle(path / f"data_batch_{i}") for i in range(1, 6)]
+        test = _unpickle(path / "test_batch")
+        classes = tuple(_unpickle(path / "batches.meta")["label_names"])
+        return Dataset("cifar10",
+                       _pixels(np.concatenate([b["data"] for b in train])),
+                       torch.tensor(np.concatenate([b["labels"] for b in train]), dtype=torch.long),
+                       _pixels(test["data"]), torch.tensor(test["labels"], dtype=torch.long),
+                       classes=classes, mean=mean, std=std, source=f"pickled batches {path}")
+    return key, build_pickles
 
 
-def _cifar100(root: Path, download: bool, coarse: bool) -> Dataset:
-    base = root / "cifar-100-python"
-    if not base.is_dir():
-        _download(root, download, "CIFAR-100", lambda: _torchvision_download("CIFAR100", root),
-                  f"  - {base}/train, {base}/test and {base}/meta "
-                  "(unpack https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz there)")
+def _cifar100(root: Path, allowed: bool, coarse: bool):
+    mean, std = NORMALIZATION["cifar100"]
+    base, folder = root / "cifar-100-python", root / "cifar100-jpeg"
+    where = (f"  - the JPEG tree {folder}/train/<fine_class>/*.jpg + {folder}/test/<fine_class>/*.jpg (500 + 100 "
+             f"per class)\n    with {folder}/classes.csv, or its archive {root}/cifar100-jpeg.tar.xz (`make data` "
+             "unpacks ../shared/data/cifar100-jpeg.tar.xz into $NMU_DATA), or\n"
+             f"  - the pickled files {base}/train, {base}/test and {base}/meta,\n"
+             f"    or their archive {root}/cifar-100-python.tar.gz ({CIFAR100_URL})")
+    path = _locate(root, [("cifar-100-python", ("cifar-100-python.tar.gz",)),
+                          ("cifar100-jpeg", ("cifar100-jpeg.tar.xz",))],
+                   (CIFAR100_URL, CIFAR100_MD5, "cifar-100-python.tar.gz", "cifar-100-python"),
+                   allowed, "CIFAR-100", where)
+    listing = check_tree(path)
+    key = _digest(["cifar100", path.name, listing])
+    if path.name == "cifar100-jpeg":
+        fine_build = lambda: _cifar100_jpeg(path, mean, std)  # noqa: E731
+        if not coarse:
+            return key, fine_build
+        return key, lambda: _cifar20_from_csv(_cached(root / "cache" / "cifar100.pt", key, fine_build), path)
+    return key, lambda: _cifar100_pickles(path, mean, std, coarse)
+
+
+def _cifar100_pickles(base: Path, mean, std, coarse: bool) -> Dataset:
     train, test, meta = (_unpickle(base / f) for f in ("train", "test", "meta"))
     fine_classes = tuple(meta["fine_label_names"])
-    mean, std = NORMALIZATION["cifar100"]
     labels = {s: {k: torch.tensor(d[k], dtype=torch.long) for k in ("fine_labels", "coarse_labels")}
               for s, d in (("train", train), ("test", test))}
     if not coarse:
@@ -231,17 +607,65 @@ def _cifar100(root: Path, download: bool, coarse: bool) -> Dataset:
                    fine_classes=fine_classes, source=f"pickled files {base}")
 
 
-def _tinyimagenet(root: Path, download: bool) -> Dataset:
+def _read_classes_csv(path: Path) -> tuple[tuple[str, ...], list[int], tuple[str, ...]]:
+    """``classes.csv`` of the CIFAR-100 JPEG tree -> (fine names by fine label, coarse label of each
+    fine label, coarse names by coarse label), checked for consistency."""
+    csv_path = path / "classes.csv"
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    need = {"fine_label", "fine_name", "coarse_label", "coarse_name"}
+    if not rows or not need <= set(rows[0]):
+        raise ValueError(f"{csv_path} must have the columns {sorted(need)}")
+    rows.sort(key=lambda r: int(r["fine_label"]))
+    if [int(r["fine_label"]) for r in rows] != list(range(len(rows))):
+        raise ValueError(f"{csv_path}: fine_label must run 0..{len(rows) - 1}")
+    coarse_names: dict[int, str] = {}
+    for r in rows:
+        if coarse_names.setdefault(int(r["coarse_label"]), r["coarse_name"]) != r["coarse_name"]:
+            raise ValueError(f"{csv_path}: coarse_label {r['coarse_label']} has two names")
+    if sorted(coarse_names) != list(range(len(coarse_names))):
+        raise ValueError(f"{csv_path}: coarse_label must run 0..{len(coarse_names) - 1}")
+    return (tuple(r["fine_name"] for r in rows), [int(r["coarse_label"]) for r in rows],
+            tuple(coarse_names[i] for i in range(len(coarse_names))))
+
+
+def _cifar100_jpeg(path: Path, mean, std) -> Dataset:
+    splits, classes = _folder_layout(path)
+    fine_names, _, _ = _read_classes_csv(path)
+    if classes != fine_names:
+        raise ValueError(f"the class folders of {path}/train (alphabetical) do not match the fine_label order of "
+                         f"{path}/classes.csv: {classes[:3]}... vs {fine_names[:3]}...")
+    files = {s: _list_images(d, classes) for s, d in splits.items()}
+    return _folder_dataset(path, files, classes, "cifar100", (mean, std), kind="JPEG tree")
+
+
+def _cifar20_from_csv(fine: Dataset, path: Path) -> Dataset:
+    fine_names, coarse_of, coarse_names = _read_classes_csv(path)
+    if fine_names != fine.classes:
+        raise ValueError(f"{path}/classes.csv does not list the fine classes of the decoded data")
+    to_coarse = torch.tensor(coarse_of, dtype=torch.long)
+    return replace(fine, name="cifar20", classes=coarse_names,
+                   train_labels=to_coarse[fine.train_labels], test_labels=to_coarse[fine.test_labels],
+                   train_fine=fine.train_labels, test_fine=fine.test_labels, fine_classes=fine.classes)
+
+
+def _tinyimagenet(root: Path, allowed: bool):
     base = root / "tiny-imagenet-200"
-    if not base.is_dir():
-        def fetch() -> None:
-            from torchvision.datasets.utils import download_and_extract_archive
-            download_and_extract_archive(TINY_URL, str(root), md5=TINY_MD5)
-        _download(root, download, "TinyImageNet-200", fetch,
-                  f"  - the official tree {base}/train/<wnid>/images/*.JPEG, {base}/val/images/*.JPEG\n"
-                  f"    and {base}/val/val_annotations.txt (unzip {TINY_URL} into {root})")
-    wnids = sorted((base / "train").iterdir())
-    classes_wnid = tuple(p.name for p in wnids if p.is_dir())
+    where = (f"  - the official tree {base}/wnids.txt, {base}/words.txt, {base}/train/<wnid>/images/*.JPEG\n"
+             f"    (500 per class), {base}/val/images/*.JPEG (10,000) and {base}/val/val_annotations.txt, or\n"
+             f"  - its archive {root}/tiny-imagenet-200.tar.xz (`make data` unpacks "
+             "../shared/data/tiny-imagenet-200.tar.xz into $NMU_DATA),\n"
+             f"    or the official zip {root}/tiny-imagenet-200.zip ({TINY_URL})")
+    path = _locate(root, [("tiny-imagenet-200", ("tiny-imagenet-200.tar.xz", "tiny-imagenet-200.zip"))],
+                   (TINY_URL, TINY_MD5, "tiny-imagenet-200.zip", "tiny-imagenet-200"),
+                   allowed, "TinyImageNet-200", where)
+    listing = check_tree(path)
+    key = _digest(["tinyimagenet", [item for item in listing if not item[0].startswith("test/")]])
+    return key, lambda: _tinyimagenet_build(path)
+
+
+def _tinyimagenet_build(base: Path) -> Dataset:
+    classes_wnid = tuple(sorted(p.name for p in (base / "train").iterdir() if p.is_dir()))
     index = {w: i for i, w in enumerate(classes_wnid)}
     train = [(f, index[w]) for w in classes_wnid
              for f in sorted((base / "train" / w / "images").iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
@@ -249,76 +673,79 @@ def _tinyimagenet(root: Path, download: bool) -> Dataset:
     val_label = dict(line.split("\t")[:2] for line in annotations if line.strip())
     unknown = sorted(set(val_label.values()) - set(index))
     if unknown:
-        raise ValueError(f"val_annotations.txt names classes missing from train/: {unknown[:5]}")
+        raise ValueError(f"{base}/val/val_annotations.txt names classes missing from train/: {unknown[:5]}")
     val = [(base / "val" / "images" / f, index[w]) for f, w in sorted(val_label.items())]
+    missing = [f for f, _ in val if not f.is_file()]
+    if missing:
+        raise IncompleteDataError(f"{base}/val/val_annotations.txt lists {len(missing)} images that are missing, "
+                                  f"e.g. {missing[0]}. {_fix_hint(base, None)}")
     words = base / "words.txt"
     names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) \
         if words.is_file() else {}
     classes = tuple(names.get(w, w).split(",")[0].strip() for w in classes_wnid)
     mean, std = NORMALIZATION["tinyimagenet"]
-    return Dataset("tinyimagenet", *_decode(train), *_decode(val), classes=classes, mean=mean, std=std,
-                   source=f"folder {base}")
+    (train_x, train_y), (val_x, val_y) = _decode(train, base / "train"), _decode(val, base / "val")
+    _same_size(train_x, test_x=val_x, train_file=train[0][0], test_file=val[0][0])
+    return Dataset("tinyimagenet", train_x, train_y, val_x, val_y, classes=classes, mean=mean, std=std,
+                   source=f"official tree {base}")
 
 
-def _digits() -> Dataset:
-    from sklearn.datasets import load_digits
+def _digits():
+    def build() -> Dataset:
+        from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    images = torch.tensor(np.round(bunch.images * (255.0 / 16.0)), dtype=torch.uint8).unsqueeze(1)
-    labels = torch.tensor(bunch.target, dtype=torch.long)
-    rng = np.random.default_rng(0)
-    test_idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(bunch.target == c))[
-        : round(0.2 * (bunch.target == c).sum())] for c in range(10)]))
-    is_test = torch.zeros(len(labels), dtype=torch.bool)
-    is_test[test_idx] = True
-    mean, std = _stats(images[~is_test])
-    return Dataset("digits", images[~is_test], labels[~is_test], images[is_test], labels[is_test],
-                   classes=tuple(str(i) for i in range(10)), mean=mean, std=std,
-                   source="scikit-learn load_digits")
+        bunch = load_digits()
+        images = torch.tensor(np.round(bunch.images * (255.0 / 16.0)), dtype=torch.uint8).unsqueeze(1)
+        labels = torch.tensor(bunch.target, dtype=torch.long)
+        rng = np.random.default_rng(0)
+        test_idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(bunch.target == c))[
+            : round(0.2 * (bunch.target == c).sum())] for c in range(10)]))
+        is_test = torch.zeros(len(labels), dtype=torch.bool)
+        is_test[test_idx] = True
+        mean, std = _stats(images[~is_test])
+        return Dataset("digits", images[~is_test], labels[~is_test], images[is_test], labels[is_test],
+                       classes=tuple(str(i) for i in range(10)), mean=mean, std=std,
+                       source="scikit-learn load_digits")
+
+    import sklearn
+
+    return _digest(["digits", sklearn.__version__]), build
 
 
 # ------------------------------------------------------------------------------------------ helpers
 
-def _cached(path: Path, build) -> Dataset:
+def _is_path(name) -> bool:
+    """Known names win; a string is a path when it looks like one or names an existing directory."""
+    if isinstance(name, os.PathLike):
+        return True
+    if any(sep and sep in name for sep in ("/", os.sep, os.altsep)) or name.startswith((".", "~")):
+        return True
+    return bool(name) and name not in KNOWN_NAMES and Path(name).is_dir()
+
+
+def _cached(path: Path, key: str, build) -> Dataset:
     if path.is_file():
         try:
             stored = load_tensors(path)
-            if stored.get("format") == CACHE_FORMAT:
+            if stored.get("format") == CACHE_FORMAT and stored.get("key") == key:
                 return Dataset.from_dict(stored["dataset"])
         except Exception:  # a truncated or foreign cache file: decode again and overwrite it
             pass
     ds = build()
-    save_tensors({"format": CACHE_FORMAT, "dataset": ds.to_dict()}, path)
+    save_tensors({"format": CACHE_FORMAT, "key": key, "dataset": ds.to_dict()}, path)
     return ds
-
-
-def _download(root: Path, allowed: bool, what: str, fetch, where: str) -> None:
-    message = f"{what} is not under the data root {root} (set $NMU_DATA to change it). Put there\n{where}"
-    if not allowed:
-        raise DataNotFoundError(message)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fetch()
-    except Exception as err:  # offline, proxy, disk full: say what to do instead
-        raise DataNotFoundError(f"{message}\nThe download failed: {err}") from err
-
-
-def _torchvision_download(cls_name: str, root: Path) -> None:
-    import torchvision.datasets
-
-    getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
-
-
-def _extract(archive: Path, root: Path) -> None:
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
 
 
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
-        raise DataNotFoundError(f"missing {path}: the dataset directory is incomplete; delete it and re-download")
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+        raise IncompleteDataError(f"missing {path}: the dataset folder {path.parent} is incomplete; delete it "
+                                  "and load again (nmu re-downloads or re-extracts it)")
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh, encoding="latin1")
+    except (EOFError, pickle.UnpicklingError, ValueError) as err:
+        raise IncompleteDataError(f"cannot read {path} ({err}): the file is truncated or damaged; delete the "
+                                  f"folder {path.parent} and load again") from err
 
 
 def _pixels(rows: np.ndarray) -> torch.Tensor:
@@ -330,7 +757,8 @@ def _folder_layout(path: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
     splits = {"train": path / "train", "test": path / "test" if (path / "test").is_dir() else path / "val"}
     for d in splits.values():
         if not d.is_dir():
-            raise DataNotFoundError(f"{path} is not an image-folder tree: missing {d}. Expected "
+            alt = " (or test/)" if d.name == "val" else ""
+            raise DataNotFoundError(f"{path} is not an image-folder tree: missing {d}{alt}. Expected "
                                     f"{path}/train/<class>/<image> and {path}/test/<class>/<image>.")
     classes = tuple(sorted(p.name for p in splits["train"].iterdir() if p.is_dir()))
     if not classes:
@@ -339,40 +767,123 @@ def _folder_layout(path: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
 
 
 def _folder_dataset(path: Path, files: dict[str, list[tuple[Path, int]]], classes: tuple[str, ...], name: str,
-                    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None) -> Dataset:
-    (train_x, train_y), (test_x, test_y) = _decode(files["train"]), _decode(files["test"])
+                    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None,
+                    kind: str = "image folder") -> Dataset:
+    _same_size(train_file=files["train"][0][0], test_file=files["test"][0][0])  # fail before decoding it all
+    train_dir, test_dir = files["train"][0][0].parent.parent, files["test"][0][0].parent.parent
+    (train_x, train_y), (test_x, test_y) = _decode(files["train"], train_dir), _decode(files["test"], test_dir)
     mean, std = normalization or _stats(train_x)
     return Dataset(name, train_x, train_y, test_x, test_y, classes=classes, mean=mean, std=std,
-                   source=f"image folder {path}")
+                   source=f"{kind} {path}")
+
+
+def _same_size(train_x: torch.Tensor | None = None, test_x: torch.Tensor | None = None, *,
+               train_file: Path, test_file: Path) -> None:
+    """Train and test images must have one size: compares decoded tensors, or the two files' headers."""
+    if train_x is not None and test_x is not None:
+        a, b = tuple(train_x.shape[2:][::-1]), tuple(test_x.shape[2:][::-1])
+    else:
+        a, b = _image_size(train_file), _image_size(test_file)
+    if a != b:
+        raise ValueError(f"train and test images differ in size: train images are {a[0]}x{a[1]} (e.g. {train_file}), "
+                         f"test images {b[0]}x{b[1]} (e.g. {test_file}); resize them to one size first")
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as err:  # noqa: BLE001 - PIL raises many kinds
+        raise ValueError(f"cannot read the image {path} ({type(err).__name__}: {err}): replace or delete it") from err
 
 
 def _list_images(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]]:
-    files = [(f, i) for i, c in enumerate(classes) if (split_dir / c).is_dir()
-             for f in sorted((split_dir / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     extra = sorted({p.name for p in split_dir.iterdir() if p.is_dir()} - set(classes))
     if extra:
         raise ValueError(f"{split_dir} has classes {extra} that train/ lacks")
-    if not files:
+    files, empty = [], []
+    for i, c in enumerate(classes):
+        found = sorted(f for f in (split_dir / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) \
+            if (split_dir / c).is_dir() else []
+        if not found:
+            empty.append(str(split_dir / c))
+        files.extend((f, i) for f in found)
+    if empty and not files:
         raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {split_dir}/<class>/")
+    if empty:
+        raise ValueError(f"class folders without images ({', '.join(IMAGE_SUFFIXES)}): {', '.join(empty[:5])}"
+                         f"{' ...' if len(empty) > 5 else ''}. Every class needs images in both train/ and "
+                         "test/: add some, or remove the class from both splits")
     return files
 
 
-def _decode(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_rgb(path: Path) -> np.ndarray:
     from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as err:  # noqa: BLE001 - truncated, not an image, decompression bomb, ...
+        raise ValueError(f"cannot decode the image {path} ({type(err).__name__}: {err}): the file is truncated "
+                         "or not an image; replace it (re-extract the data set) or delete it") from err
+
+
+def _decode(files: list[tuple[Path, int]], where: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``files`` as RGB into one uint8 (N, 3, H, W) tensor; all must have the first one's size."""
     from tqdm.auto import tqdm
 
-    images = []
-    for f, _ in tqdm(files, desc=f"decode {files[0][0].parent.parent.name}", unit="img", mininterval=1.0,
-                     leave=False):
-        with Image.open(f) as im:
-            images.append(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1))
-    shapes = {tuple(im.shape) for im in images}
-    if len(shapes) > 1:
-        raise ValueError(f"images under {files[0][0].parent.parent} differ in size {sorted(shapes)[:3]}; "
-                         "resize them to one size first")
-    return torch.stack(images), torch.tensor([y for _, y in files], dtype=torch.long)
+    where = where or files[0][0].parent.parent
+    first = _read_rgb(files[0][0])
+    out = np.empty((len(files), 3) + first.shape[:2], dtype=np.uint8)
+    for i, (f, _) in enumerate(tqdm(files, desc=f"decode {where.name}", unit="img", mininterval=1.0, leave=False,
+                                    disable=not _progress())):
+        img = first if i == 0 else _read_rgb(f)
+        if img.shape != first.shape:
+            raise ValueError(f"images under {where} differ in size: {files[0][0]} is "
+                             f"{first.shape[1]}x{first.shape[0]}, "
+                             f"{f} is {img.shape[1]}x{img.shape[0]}; resize them to one size first")
+        out[i] = img.transpose(2, 0, 1)
+    return torch.from_numpy(out), torch.tensor([y for _, y in files], dtype=torch.long)
 
 
 def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     x = images.double().div(255).transpose(0, 1).flatten(1)
     return tuple(round(v, 4) for v in x.mean(1).tolist()), tuple(round(v, 4) for v in x.std(1).tolist())
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nmu.data unpack DIR [--root ROOT]``: unpack every known archive in DIR (see
+    :data:`ARCHIVES`) into the data root, safely and idempotently; exit status 1 if any is incomplete."""
+    parser = argparse.ArgumentParser(prog="python -m nmu.data", description="nmu's data sets")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("unpack", help="unpack every known archive found in DIR into the data root")
+    cmd.add_argument("dir", type=Path, help="folder holding e.g. cifar10-jpeg.tar.xz (make data: $(SHARED_DATA))")
+    cmd.add_argument("--root", type=Path, default=None, help="data root (default: $NMU_DATA, see nmu.storage)")
+    args = parser.parse_args(argv)
+    root = (args.root or data_root()).expanduser().resolve()
+    found = sorted(p for p in args.dir.glob("*") if p.name in ARCHIVES) if args.dir.is_dir() else []
+    if not found:
+        print(f"nmu: no known archive ({', '.join(sorted(ARCHIVES))}) in {args.dir}; nothing to unpack")
+        return 0
+    failed = 0
+    for archive in found:
+        target = root / ARCHIVES[archive.name]
+        existed = target.exists()
+        start = time.perf_counter()
+        try:
+            unpack(archive, root)
+        except (DataNotFoundError, ValueError, OSError, tarfile.TarError, zipfile.BadZipFile) as err:
+            failed += 1
+            print(f"nmu: {archive.name}: {err}", file=sys.stderr)
+            continue
+        print(f"nmu: {target} is complete, nothing to do" if existed else
+              f"nmu: unpacked {archive.name} into {target} ({time.perf_counter() - start:.1f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
