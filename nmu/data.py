@@ -85,7 +85,7 @@ COARSE_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
     "digits": (("0", "6"), ("1", "7"), ("2", "5"), ("3", "8"), ("4", "9")),
 }
 
-# Per-channel mean/std of the training images (PAPER.md section 3).
+# Per-channel mean/std of the training images (docs/method.md, "Protocol").
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
