@@ -499,10 +499,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, required=True, help="array size")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="the notebook's device")
     parser.add_argument("--threads", type=int, default=8, help="the notebook's torch.get_num_threads()")
-    parser.add_argument("--folder", default=DRY_RUN_FOLDER, help="where the job files would go")
+    parser.add_argument("--stage", default="models", choices=["models", "runs"],
+                        help="models (original, retrain) or runs (reference metrics, unlearning runs)")
+    parser.add_argument("--folder", default=None, help="where the job files would go")
     args = parser.parse_args(argv)
-    print(sbatch_script(yaml.safe_load(args.executor), args.jobs, folder=args.folder, device_type=args.device,
-                        threads=args.threads))
+    folder = args.folder or DRY_RUN_FOLDER.replace("001-models", f"00{1 + (args.stage == 'runs')}-{args.stage}")
+    print(sbatch_script(yaml.safe_load(args.executor), args.jobs, folder=folder, device_type=args.device,
+                        threads=args.threads, name=f"nmu-{args.stage}"))
 
 
 if __name__ == "__main__":
