@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 RESULTS ?= results/$(PROFILE)
 SHARED_DATA ?= ../shared/data
+# Where missing models and runs are computed (docs/cluster.md): inline (this process), local (subprocesses,
+# a GPU each), slurm (a job array), or a YAML dict of options: EXECUTOR='{kind: slurm, partition: gpu}'.
+EXECUTOR ?= inline
 export NMU_DATA ?= $(CURDIR)/data
 
 .PHONY: venv data figures smoke search plan test bench lab clean clean-cache
@@ -53,9 +56,10 @@ smoke:
 
 # $(call papermill,NOTEBOOK,NAME,EXTRA_ARGS): execute NOTEBOOK into $(RESULTS)/NAME.ipynb and its
 # outputs into $(RESULTS)/NAME/, through a .part file so an interrupted run leaves no half notebook.
+# $(EXECUTOR) goes, as YAML, to every notebook whose parameters declare an executor.
 define papermill
 @mkdir -p $(RESULTS)
-$(PY) -m papermill $(1) $(RESULTS)/$(2).part.ipynb $(3) -p profile $(PROFILE) -p out_dir $(RESULTS)/$(2) --log-level WARNING
+$(PY) -m papermill $(1) $(RESULTS)/$(2).part.ipynb $(3) -p profile $(PROFILE) -p out_dir $(RESULTS)/$(2) $(if $(shell grep -l '"executor' $(1)),-y "executor: $(EXECUTOR)") --log-level WARNING
 mv $(RESULTS)/$(2).part.ipynb $(RESULTS)/$(2).ipynb
 endef
 

@@ -58,6 +58,12 @@ def checkpoint_path(name: str, fields: dict[str, Any], root: Path | None = None)
     return (root or data_root()) / "checkpoints" / f"{name}-{checkpoint_key(fields)}.pt"
 
 
+def is_cached(name: str, fields: dict[str, Any], root: Path | None = None) -> bool:
+    """Whether :func:`cached` would find a checkpoint for ``fields`` (without reading it: files are
+    written atomically, so one that exists is whole; an unreadable one is rebuilt on use)."""
+    return checkpoint_path(name, fields, root).is_file()
+
+
 @functools.lru_cache(maxsize=None)
 def code_digest(*modules: str) -> str:
     """A short sha256 (16 hex digits) of the code of ``modules`` (importable names, e.g.

@@ -15,6 +15,7 @@ unlearning at all: the floor any method must beat).
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,8 +49,7 @@ def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
     digest of the metrics code, so an edit recomputes exactly what it affects."""
     hp = hyperparameters(exp, method, split.kind, overrides)
     retrained = exp.retrain(split)
-    fields = {**exp.cache_fields("unlearn", split), "method": method, "hparams": hp, "seed": seed,
-              "method_code": code_digest(METHODS[method].__module__, "nmu.unlearn")}
+    fields = unlearn_fields(exp, split, method, seed, hp)
     built = {}
 
     def build() -> dict:
@@ -71,17 +71,54 @@ def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
 
 def _metrics(exp: Experiment, split: Split, name: str, fields: dict, model: Classifier, retrained: Classifier,
              seed: int) -> dict:
-    """``evaluate(model)`` against ``retrained``, cached under ``fields`` + the metrics code's digest."""
-    stored, _ = cached(name, {**fields, "metrics_code": code_digest(*METRICS_CODE)}, lambda: {"metrics": evaluate(
+    """``evaluate(model)`` against ``retrained``, cached under :func:`metrics_fields` of ``fields``."""
+    stored, _ = cached(name, metrics_fields(fields), lambda: {"metrics": evaluate(
         model, exp.data, split, retrained=retrained, device=exp.device, seed=seed)}, exp.root)
     return stored["metrics"]
 
 
+def unlearn_fields(exp: Experiment, split: Split, method: str, seed: int, hp: Mapping[str, Any]) -> dict:
+    """The cache key fields of ``method``'s unlearned model (checked hyperparameters ``hp``, unlearning
+    seed ``seed``): the experiment's, the method's and the digest of its code."""
+    return {**exp.cache_fields("unlearn", split), "method": method, "hparams": dict(hp), "seed": seed,
+            "method_code": code_digest(METHODS[method].__module__, "nmu.unlearn")}
+
+
+def reference_fields(exp: Experiment, split: Split, which: str) -> dict:
+    """The fields whose :func:`metrics_fields` key the metrics of reference ``which`` (retrain, original)."""
+    return {**exp.cache_fields(f"{which}-metrics", split), "seed": exp.data_seed}
+
+
+def metrics_fields(fields: dict) -> dict:
+    """The cache key fields of the metric record of the model keyed by ``fields``."""
+    return {**fields, "metrics_code": code_digest(*METRICS_CODE)}
+
+
 def trained_models(exp: Experiment, split: Split, methods: Sequence[str], *, seed: int = 0) -> dict[str, Classifier]:
     """``{"retrain": ..., "original": ..., method: ...}``: the reference models and each method's
-    unlearned model (unlearning seed ``seed``), all cached."""
+    unlearned model (unlearning seed ``seed``), all cached. With ``exp.executor`` other than
+    ``"inline"``, what the cache lacks is first computed by jobs (:mod:`nmu.jobs`)."""
+    methods = check_methods(methods)
+    _compute_missing(exp, split, [(m, seed, None) for m in methods], references=False)
     models = {"retrain": exp.retrain(split).model, "original": exp.original().model}
-    return models | {m: unlearned(exp, split, m, seed=seed)[0] for m in check_methods(methods)}
+    return models | {m: unlearned(exp, split, m, seed=seed)[0] for m in methods}
+
+
+def _compute_missing(exp: Experiment, split: Split, runs: list[tuple[str, int, Mapping[str, Any] | None]],
+                     references: bool) -> dict[tuple[str, int, str], str]:
+    """Where ``exp.executor`` is not inline, compute what the cache lacks for ``runs`` (and the
+    reference metrics) as jobs and wait for them (:func:`nmu.jobs.compute_missing`); returns the
+    runs that diverged there, ``{run_id(...): error message}``. Inline: nothing to do."""
+    if exp.executor in (None, "inline"):
+        return {}
+    from nmu import jobs  # imported here: nmu.jobs imports this module
+
+    return jobs.compute_missing(exp, [(split, runs, references)])
+
+
+def run_id(method: str, seed: int, hp: Mapping[str, Any]) -> tuple[str, int, str]:
+    """One unlearning run of a setting: method, seed and its checked hyperparameters (as JSON)."""
+    return method, seed, json.dumps(hp, sort_keys=True, default=str)
 
 
 def reference_records(exp: Experiment, split: Split) -> list[dict]:
@@ -91,8 +128,8 @@ def reference_records(exp: Experiment, split: Split) -> list[dict]:
     records = []
     for which, model, seconds in (("retrain", retrained.model, retrained.seconds),
                                   ("original", exp.original().model, 0.0)):
-        fields = {**exp.cache_fields(f"{which}-metrics", split), "seed": exp.data_seed}
-        metrics = _metrics(exp, split, f"metrics-{which}", fields, model, retrained.model, exp.data_seed)
+        metrics = _metrics(exp, split, f"metrics-{which}", reference_fields(exp, split, which), model,
+                           retrained.model, exp.data_seed)
         records.append(_record(exp, split, which, exp.data_seed, exp.recipe.to_dict(), seconds, metrics,
                                retrained.seconds))
     return records
@@ -119,20 +156,29 @@ def run_setting(exp: Experiment, split: Split, methods: Sequence[str] | None = N
     method with ``"*"`` for the rest. ``overrides`` maps a method to hyperparameters that replace
     its presets. Misspelt method names, in any of the three, are an error. A run whose loss
     diverges (:class:`nmu.train.NonFiniteLossError`) gets a row with NaN metrics and the error in a
-    ``failed`` column, with a warning; the other runs go on."""
+    ``failed`` column, with a warning; the other runs go on.
+
+    With ``exp.executor`` other than ``"inline"`` (:mod:`nmu.jobs`), every model and run missing
+    from the cache is first computed by jobs (original and retrain, then the unlearning runs) and
+    this function then reads the cache: the same table as inline."""
     methods = check_methods(methods, seeds, overrides)
+    runs = [(method, seed, (overrides or {}).get(method)) for method in methods
+            for seed in (seeds.get(method, seeds.get("*", (0,))) if isinstance(seeds, Mapping) else seeds)]
+    diverged = _compute_missing(exp, split, runs, references=True)
     gold, original = reference_records(exp, split)
     records = [gold, original]
-    for method in methods:
-        method_seeds = seeds.get(method, seeds.get("*", (0,))) if isinstance(seeds, Mapping) else seeds
-        for seed in method_seeds:
+    for method, seed, hp_overrides in runs:
+        hp = hyperparameters(exp, method, split.kind, hp_overrides)
+        failure = diverged.get(run_id(method, seed, hp))  # a run that diverged in a job is not rerun here
+        if failure is None:
             try:
-                _, rec = unlearned(exp, split, method, seed=seed, overrides=(overrides or {}).get(method))
+                _, rec = unlearned(exp, split, method, seed=seed, overrides=hp_overrides)
             except NonFiniteLossError as err:  # a diverged run is a result, not a crash of the grid
-                hp = hyperparameters(exp, method, split.kind, (overrides or {}).get(method))
-                warnings.warn(f"{method} (seed {seed}, {hp}) failed: {err}", stacklevel=2)
-                rec = {**_record(exp, split, method, seed, hp, float("nan"), {}, gold["seconds"]), "failed": str(err)}
-            records.append(rec)
+                failure = str(err)
+        if failure is not None:
+            warnings.warn(f"{method} (seed {seed}, {hp}) failed: {failure}", stacklevel=2)
+            rec = {**_record(exp, split, method, seed, hp, float("nan"), {}, gold["seconds"]), "failed": failure}
+        records.append(rec)
     for rec in records:
         rec["avg_gap"] = float("nan") if "failed" in rec else avg_gap(rec, gold, split.kind)
     return records_to_frame(records)

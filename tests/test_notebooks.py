@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from nmu.plan import plan
@@ -44,7 +46,8 @@ def test_template_is_clean_with_one_parameters_cell(notebook):
 
 def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     """``make figures PROFILE=smoke`` executes every notebook via papermill into the results folder,
-    each writes its figures, tables and manifest, and a second ``make`` has nothing left to do."""
+    each writes its figures, tables and manifest, and a second ``make`` has nothing left to do; with
+    ``EXECUTOR=local`` (runs as subprocess jobs) the notebooks write the same tables."""
     results, root = tmp_path / "results", tmp_path / "data"
     cmd = ["make", "-C", str(REPO), "-j2", "figures", "PROFILE=smoke", f"RESULTS={results}", f"PY={sys.executable}",
            f"NMU_DATA={root}", f"SHARED_DATA={tmp_path / 'no-shared-data'}",
@@ -68,6 +71,22 @@ def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
         assert len(made) == sum(a.kind == kind for a in planned), kind
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode == 0 and "papermill" not in again.stdout, "a second `make figures` executed notebooks"
+
+    # The same notebooks with EXECUTOR=local (every missing model and run a subprocess job, from an
+    # empty data root) write the same tables; two notebooks, for time: run_setting and trained_models.
+    jobs_results, jobs_data = tmp_path / "results-local", tmp_path / "data-local"
+    local = ["make", "-C", str(REPO), "PROFILE=smoke", f"RESULTS={jobs_results}", f"PY={sys.executable}",
+             f"NMU_DATA={jobs_data}", f"SHARED_DATA={tmp_path / 'no-shared-data'}", "-o", ".venv/.installed",
+             "EXECUTOR=local"] + [f"{jobs_results}/.done/{nb}" for nb in ("sample_wise", "over_forgetting")]
+    proc = subprocess.run(local, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert len(list(jobs_data.glob("jobs/*/*/*_result.pkl"))) > 20, "the runs did not go through jobs"
+    wall_times = re.compile(r"(seconds|rte_vs_retrain)(_std)?")
+    for nb in ("sample_wise", "over_forgetting"):
+        for csv in sorted((results / nb).glob("*.csv")):
+            inline, jobs = (pd.read_csv(d / nb / csv.name) for d in (results, jobs_results))
+            drop = [c for c in inline.columns if wall_times.fullmatch(c)]
+            pd.testing.assert_frame_equal(jobs.drop(columns=drop), inline.drop(columns=drop), obj=f"{nb}/{csv.name}")
 
 
 def test_an_unknown_or_mistyped_papermill_parameter_stops_the_notebook(tmp_path):
