@@ -29,9 +29,9 @@ $(STAMP): requirements.txt pyproject.toml
 # through a temporary folder under a lock, checked against its official image counts, then renamed
 # into place. A second run only checks; a partial tree there is reported (with what to delete), not
 # used. With internet, nmu downloads the original files itself. (-W: runpy warns about running a
-# module that nmu/__init__ has already imported; harmless here.)
+# module that nmu/__init__ has already imported, via nmu.data; harmless here.)
 data: $(STAMP)
-	$(PY) -W "ignore:'nmu.data' found in sys.modules:RuntimeWarning" -m nmu.data unpack "$(SHARED_DATA)" --root "$(NMU_DATA)"
+	$(PY) -W "ignore:'nmu.archives' found in sys.modules:RuntimeWarning" -m nmu.archives unpack "$(SHARED_DATA)" --root "$(NMU_DATA)"
 
 test: $(STAMP)
 	$(PY) -m pytest

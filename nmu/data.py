@@ -24,16 +24,11 @@ a directory path    any image-folder tree ``train/<class>/*`` + ``test/<class>/*
                     ``~`` or ``/``, or is no known name and an existing directory
 ==================  ==========================================================================
 
-All files live under :func:`nmu.storage.data_root` (``$NMU_DATA``). Archives are unpacked by
-:func:`unpack`: into a temporary folder beside the target, under a file lock, checked, then renamed
-into place, so an interrupted or concurrent unpack never leaves a partial tree. A known data set
-whose image counts per split and class are not the official ones (:data:`OFFICIAL_COUNTS`) raises
-:class:`IncompleteDataError`, which names the folder to delete. ``python -m nmu.data unpack DIR``
-(``make data``) unpacks every known archive in ``DIR`` into the data root.
-
-Downloads time out (:data:`DOWNLOAD_TIMEOUT` seconds without data) and are retried
-:data:`DOWNLOAD_RETRIES` times; ``download=False`` or ``$NMU_OFFLINE=1`` never touches the network
-and the error says which files to put where.
+All files live under :func:`nmu.storage.data_root` (``$NMU_DATA``). Finding, downloading and
+safely unpacking them, and checking known trees against their official image counts, is
+:mod:`nmu.archives`' job (also ``python -m nmu.archives unpack DIR``, i.e. ``make data``); this
+module decodes what it finds. A missing data set raises :class:`DataNotFoundError` saying which
+files to put where, an incomplete one :class:`IncompleteDataError` naming the folder to delete.
 
 Decoded tensors are cached in ``<root>/cache/<name>.pt`` (later loads take about a second), keyed
 by the source's content (the file listing with sizes and modification times), so the cache is
@@ -42,33 +37,19 @@ rebuilt when its source files change and is not used once they are gone.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
-import http.client
 import os
 import pickle
-import shutil
-import socket
-import subprocess
-import sys
-import tarfile
-import tempfile
-import time
-import urllib.error
-import urllib.request
-import zipfile
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nmu.archives import (IMAGE_SUFFIXES, DataNotFoundError, IncompleteDataError, check_tree, fix_hint,
+                          locate, offline, scan_tree, show_progress)
 from nmu.storage import data_root, load_tensors, save_tensors
-
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
 
 # The 20 CIFAR-100 superclasses in the order of the official ``meta`` file's coarse_label_names.
 CIFAR100_COARSE_CLASSES = (
@@ -92,50 +73,13 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2764, 0.2689, 0.2816)),
 }
 
-# What a complete copy of each known image tree holds: classes, and images per class in each split
-# (TinyImageNet's val/ is one folder of 10,000 images). A tree that differs is refused.
-OFFICIAL_COUNTS: dict[str, dict[str, int]] = {
-    "cifar10-jpeg": {"classes": 10, "train": 5000, "test": 1000},
-    "cifar100-jpeg": {"classes": 100, "train": 500, "test": 100},
-    "tiny-imagenet-200": {"classes": 200, "train": 500, "val": 10000},
-}
-# Files a complete copy of each known pickled data set holds.
-PICKLE_FILES: dict[str, tuple[str, ...]] = {
-    "cifar-10-batches-py": tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
-    "cifar-100-python": ("train", "test", "meta"),
-}
-# Archive file name -> the folder it unpacks into (``python -m nmu.data unpack`` knows these).
-ARCHIVES: dict[str, str] = {
-    "cifar10-jpeg.tar.xz": "cifar10-jpeg",
-    "cifar100-jpeg.tar.xz": "cifar100-jpeg",
-    "tiny-imagenet-200.tar.xz": "tiny-imagenet-200",
-    "cifar-10-python.tar.gz": "cifar-10-batches-py",
-    "cifar-100-python.tar.gz": "cifar-100-python",
-    "tiny-imagenet-200.zip": "tiny-imagenet-200",
-}
-
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
-DOWNLOAD_TIMEOUT = 60.0  # seconds a connection may stay silent before a try is given up
-DOWNLOAD_RETRIES = 3     # tries in all
-DOWNLOAD_BACKOFF = 5.0   # seconds before the second try, doubling after
-OFFLINE_ENV = "NMU_OFFLINE"
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CACHE_FORMAT = "nmu-dataset-v2"
-
-
-class DataNotFoundError(FileNotFoundError):
-    """Raised when a dataset is neither on disk nor downloadable; the message says where to put it."""
-
-
-class IncompleteDataError(DataNotFoundError):
-    """Raised when a known data set's folder is incomplete (e.g. an interrupted unpack); the message
-    names the folder and says what to delete or re-extract."""
 
 
 @dataclass(frozen=True)
@@ -183,11 +127,6 @@ class Dataset:
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
-
-
-def offline() -> bool:
-    """True when ``$NMU_OFFLINE`` is set to 1/true/yes/on: nmu then never downloads."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def load_dataset(name: str | os.PathLike, root: str | Path | None = None, *, download: bool = True) -> Dataset:
@@ -267,271 +206,10 @@ def load_image_folder(path: str | Path, name: str | None = None,
     splits, classes = _folder_layout(path)
     files = {s: _list_images(d, classes) for s, d in splits.items()}
     name = name or path.name
-    key = _digest(["folder", str(path), normalization, _scan(path)])
+    key = _digest(["folder", str(path), normalization, scan_tree(path)])
     cache = (Path(root) if root is not None else data_root()) / "cache" / \
         f"folder-{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:12]}.pt"
     return _cached(cache, key, lambda: _folder_dataset(path, files, classes, name, normalization))
-
-
-# ------------------------------------------------------------------------------ safe unpack, checks
-
-def unpack(archive: str | Path, root: str | Path | None = None, folder: str | None = None) -> Path:
-    """Unpack ``archive`` into ``root/folder`` (default: the folder :data:`ARCHIVES` names) safely.
-
-    Under a file lock, the archive is extracted into a temporary folder beside the target, checked
-    (a known data set must have its official image counts) and renamed into place, so the target
-    either does not exist or is complete. If the target already exists it is only checked: an
-    incomplete one raises :class:`IncompleteDataError`. Returns the target folder.
-    """
-    archive = Path(archive)
-    root = Path(root) if root is not None else data_root()
-    folder = folder or ARCHIVES.get(archive.name)
-    if folder is None:
-        raise ValueError(f"unknown archive {archive.name}; known: {sorted(ARCHIVES)} (or pass folder=)")
-    if not archive.is_file():
-        raise DataNotFoundError(f"no archive {archive}")
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / folder
-    with _lock(root / f".{folder}.lock", f"unpacking {folder}"):
-        if target.exists():
-            check_tree(target, fix=_fix_hint(target, archive))
-            return target
-        for stale in root.glob(f".{folder}.unpack-*"):  # left by a killed unpack; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.unpack-", dir=root))
-        try:
-            _extract_all(archive, tmp)
-            if not (tmp / folder).is_dir():
-                raise ValueError(f"{archive} holds no top-level folder {folder}/: it is not the expected archive")
-            check_tree(tmp / folder, fix=f"The archive {archive} itself is incomplete or damaged: replace it "
-                                         "(compare its sha256 with the published one).", shown=target)
-            os.rename(tmp / folder, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def check_tree(path: str | Path, *, fix: str | None = None, shown: Path | None = None) -> list[tuple[str, int, int]]:
-    """Check a known data set's folder (named as in :data:`OFFICIAL_COUNTS` or :data:`PICKLE_FILES`)
-    and return its listing ``(relative path, size, mtime_ns)``; raise :class:`IncompleteDataError`
-    naming the folder when it is not complete. Other folders are only listed."""
-    path = Path(path)
-    listing = _scan(path)
-    problems = _problems(path, listing)
-    if problems:
-        more = f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else ""
-        why = " (left by an interrupted or concurrent unpack?)" if shown is None else ""
-        shown = shown or path
-        raise IncompleteDataError(
-            f"{shown} is incomplete or not the official data set{why}:\n  "
-            + "\n  ".join(problems[:8]) + more + "\n" + (fix or _fix_hint(shown, None)))
-    return listing
-
-
-def _fix_hint(target: Path, archive: Path | None) -> str:
-    """What to do about an incomplete ``target`` folder."""
-    names = [a for a, f in ARCHIVES.items() if f == target.name]
-    if archive is not None and archive.parent.resolve() == target.parent.resolve():
-        again = f"the next load unpacks it again from {archive}"
-    elif archive is not None:
-        again = f"then `python -m nmu.data unpack {archive.parent}` (`make data`) unpacks it again from {archive}"
-    elif names:
-        again = (f"then unpack it again: `make data`, or `python -m nmu.data unpack DIR` with DIR holding "
-                 f"{' or '.join(names)}; the next load does so itself if {target.parent / names[0]} is there"
-                 + (" (or downloads it when online)" if target.name in PICKLE_FILES else ""))
-    else:
-        again = "then put a complete copy there"
-    return f"Delete the folder (rm -rf '{target}'); {again}."
-
-
-def _problems(path: Path, listing: list[tuple[str, int, int]]) -> list[str]:
-    name = path.name
-    if name in PICKLE_FILES:
-        have = {rel for rel, _, _ in listing}
-        return [f"{f} is missing" for f in PICKLE_FILES[name] if f not in have]
-    if name not in OFFICIAL_COUNTS:
-        return []
-    expect = OFFICIAL_COUNTS[name]
-    counts = Counter(rel.rpartition("/")[0] for rel, _, _ in listing if rel.lower().endswith(IMAGE_SUFFIXES))
-    problems: list[str] = []
-
-    def per_class(split_dir: str, classes: list[str], n: int) -> None:
-        short = [(c, counts.get(f"{split_dir}/{c}", 0)) for c in classes]
-        total = sum(k for _, k in short)
-        if total != n * expect["classes"] or any(k != n for _, k in short):
-            problems.append(f"{split_dir}/ has {total:,} images, expected {n * expect['classes']:,} ({n:,} per class)")
-            problems.extend(f"{split_dir}/{c}/ has {k:,} images, expected {n:,}" for c, k in short if k != n)
-
-    if name == "tiny-imagenet-200":
-        wnids_file = path / "wnids.txt"
-        wnids = wnids_file.read_text().split() if wnids_file.is_file() else []
-        if not wnids:
-            return ["wnids.txt is missing or empty"]
-        if len(wnids) != expect["classes"]:
-            problems.append(f"wnids.txt lists {len(wnids)} classes, expected {expect['classes']}")
-        dirs = sorted(p.name for p in (path / "train").iterdir() if p.is_dir()) if (path / "train").is_dir() else []
-        if sorted(wnids) != dirs:
-            problems.append(f"train/ has {len(dirs)} class folders, not the {len(wnids)} wnids of wnids.txt")
-        short = [(w, counts.get(f"train/{w}/images", 0)) for w in sorted(wnids)]
-        total = sum(k for _, k in short)
-        if any(k != expect["train"] for _, k in short):
-            problems.append(f"train/ has {total:,} images, expected {expect['train'] * expect['classes']:,} "
-                            f"({expect['train']:,} per class in train/<wnid>/images/)")
-            problems.extend(f"train/{w}/images/ has {k:,} images, expected {expect['train']:,}"
-                            for w, k in short if k != expect["train"])
-        if counts.get("val/images", 0) != expect["val"]:
-            problems.append(f"val/images/ has {counts.get('val/images', 0):,} images, expected {expect['val']:,}")
-        if not (path / "val" / "val_annotations.txt").is_file():
-            problems.append("val/val_annotations.txt is missing")
-        return problems
-    for split in ("train", "test"):
-        if not (path / split).is_dir():
-            problems.append(f"{split}/ is missing")
-            continue
-        classes = sorted(p.name for p in (path / split).iterdir() if p.is_dir())
-        if len(classes) != expect["classes"] or (name == "cifar10-jpeg" and tuple(classes) != CIFAR10_CLASSES):
-            problems.append(f"{split}/ has {len(classes)} class folders, expected {expect['classes']}")
-        per_class(split, classes, expect[split])
-    if name == "cifar100-jpeg" and not (path / "classes.csv").is_file():
-        problems.append("classes.csv is missing")
-    return problems
-
-
-def _scan(path: Path) -> list[tuple[str, int, int]]:
-    """Every file under ``path`` as (posix relative path, size, mtime_ns), sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, path).replace(os.sep, "/")
-        for f in filenames:
-            st = os.stat(os.path.join(dirpath, f))
-            out.append((f if rel_dir == "." else f"{rel_dir}/{f}", st.st_size, st.st_mtime_ns))
-    out.sort()
-    return out
-
-
-def _digest(obj) -> str:
-    return hashlib.sha256(repr(obj).encode()).hexdigest()
-
-
-def _extract_all(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` (.tar.* or .zip) into ``dest``; raises :class:`IncompleteDataError` if it
-    cannot be read to its end. Uses the system ``tar`` when there is one (several times faster than
-    Python's tarfile on 100,000 small files), else tarfile's ``data`` filter."""
-    if _progress():
-        print(f"nmu: unpacking {archive} ...", file=sys.stderr)
-    tar_exe = shutil.which("tar") if archive.suffix != ".zip" else None
-    run = None
-    try:
-        if tar_exe:  # GNU tar and bsdtar detect the compression, refuse '..' and strip leading '/'
-            run = subprocess.run([tar_exe, "-xf", str(archive), "-C", str(dest)], capture_output=True, text=True)
-            if run.returncode == 0:
-                return
-            for entry in dest.iterdir():  # e.g. no xz program for tar: try Python's own reader
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        if archive.suffix == ".zip":
-            with zipfile.ZipFile(archive) as zf:  # extractall drops absolute and '..' parts of names
-                zf.extractall(dest)
-        else:
-            with tarfile.open(archive) as tar:
-                tar.extractall(dest, filter="data")
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as err:
-        tar_said = f"; tar said: {run.stderr.strip()[-300:]}" if run is not None else ""
-        raise IncompleteDataError(f"could not unpack {archive} ({type(err).__name__}: {err}{tar_said}). The archive "
-                                  "is truncated or damaged: replace it (compare its sha256 with the published one)"
-                                  ) from err
-
-
-class _lock:
-    """An inter-process lock file (filelock) that says so when it has to wait for another process."""
-
-    def __init__(self, path: Path, what: str):
-        from filelock import FileLock
-
-        self.lock, self.what = FileLock(str(path)), what
-
-    def __enter__(self):
-        from filelock import Timeout
-
-        try:
-            self.lock.acquire(timeout=0)
-        except Timeout:
-            print(f"nmu: waiting for another process {self.what} ({self.lock.lock_file})", file=sys.stderr)
-            self.lock.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.lock.release()
-
-
-def _progress() -> bool:
-    return os.environ.get("NMU_PROGRESS", "1") != "0"
-
-
-# ------------------------------------------------------------------------------------------ downloads
-
-def _fetch(url: str, dest: Path, md5: str | None) -> None:
-    """Download ``url`` to ``dest`` (atomically) with a timeout per socket operation and a bounded
-    number of tries; raises ``OSError`` with what happened on each try."""
-    errors = []
-    for attempt in range(1, max(1, DOWNLOAD_RETRIES) + 1):
-        fd, part_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        part = Path(part_name)
-        try:
-            digest = hashlib.md5(usedforsecurity=False)
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-            if md5 and digest.hexdigest() != md5:
-                raise OSError(f"md5 {digest.hexdigest()} of the downloaded file is not the expected {md5}")
-            os.replace(part, dest)
-            return
-        except (OSError, http.client.HTTPException, socket.timeout) as err:
-            errors.append(f"try {attempt}: {type(err).__name__}: {err}")
-            if isinstance(err, urllib.error.HTTPError) and 400 <= err.code < 500:
-                break  # not found / forbidden: another try will not help
-            if attempt < DOWNLOAD_RETRIES:
-                time.sleep(DOWNLOAD_BACKOFF * 2 ** (attempt - 1))
-        finally:
-            part.unlink(missing_ok=True)
-    raise OSError(f"downloading {url} failed after {len(errors)} tries (timeout {DOWNLOAD_TIMEOUT:g} s "
-                  "without data per try): " + "; ".join(errors))
-
-
-def _missing(root: Path, what: str, where: str, allowed: bool, error: Exception | None = None) -> DataNotFoundError:
-    message = f"{what} is not under the data root {root} (set $NMU_DATA to change it). Put there one of\n{where}"
-    if error is not None:
-        message += f"\nThe download failed: {error}"
-    elif not allowed:
-        message += (f"\nNothing was downloaded: ${OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)} (offline mode)."
-                    if offline() else "\nNothing was downloaded (download=False).")
-    return DataNotFoundError(message)
-
-
-def _locate(root: Path, options: list[tuple[str, tuple[str, ...]]], online: tuple[str, str, str, str] | None,
-            allowed: bool, what: str, where: str) -> Path:
-    """The first existing folder of ``options`` (folder, its archive names) under ``root``, else the
-    first archive found there, unpacked; else ``online`` = (url, md5, archive name, folder)
-    downloaded and unpacked when ``allowed``."""
-    for folder, _ in options:
-        if (root / folder).is_dir():
-            return root / folder
-    for folder, archives in options:
-        for name in archives:
-            if (root / name).is_file():
-                return unpack(root / name, root, folder)
-    if online is None or not allowed:
-        raise _missing(root, what, where, allowed)
-    url, md5, name, folder = online
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with _lock(root / f".{name}.lock", f"downloading {name}"):
-            if not (root / name).is_file():
-                _fetch(url, root / name, md5)
-    except OSError as err:
-        raise _missing(root, what, where, allowed, err) from err
-    return unpack(root / name, root, folder)
 
 
 # ----------------------------------------------------------------------------------------- builders
@@ -544,7 +222,7 @@ def _cifar10(root: Path, allowed: bool):
              "../shared/data/cifar10-jpeg.tar.xz into $NMU_DATA), or\n"
              f"  - the original batches {batches}/data_batch_1..5, test_batch, batches.meta,\n"
              f"    or their archive {root}/cifar-10-python.tar.gz ({CIFAR10_URL})")
-    path = _locate(root, [("cifar-10-batches-py", ("cifar-10-python.tar.gz",)),
+    path = locate(root, [("cifar-10-batches-py", ("cifar-10-python.tar.gz",)),
                           ("cifar10-jpeg", ("cifar10-jpeg.tar.xz",))],
                    (CIFAR10_URL, CIFAR10_MD5, "cifar-10-python.tar.gz", "cifar-10-batches-py"),
                    allowed, "CIFAR-10", where)
@@ -577,7 +255,7 @@ def _cifar100(root: Path, allowed: bool, coarse: bool):
              "unpacks ../shared/data/cifar100-jpeg.tar.xz into $NMU_DATA), or\n"
              f"  - the pickled files {base}/train, {base}/test and {base}/meta,\n"
              f"    or their archive {root}/cifar-100-python.tar.gz ({CIFAR100_URL})")
-    path = _locate(root, [("cifar-100-python", ("cifar-100-python.tar.gz",)),
+    path = locate(root, [("cifar-100-python", ("cifar-100-python.tar.gz",)),
                           ("cifar100-jpeg", ("cifar100-jpeg.tar.xz",))],
                    (CIFAR100_URL, CIFAR100_MD5, "cifar-100-python.tar.gz", "cifar-100-python"),
                    allowed, "CIFAR-100", where)
@@ -656,7 +334,7 @@ def _tinyimagenet(root: Path, allowed: bool):
              f"  - its archive {root}/tiny-imagenet-200.tar.xz (`make data` unpacks "
              "../shared/data/tiny-imagenet-200.tar.xz into $NMU_DATA),\n"
              f"    or the official zip {root}/tiny-imagenet-200.zip ({TINY_URL})")
-    path = _locate(root, [("tiny-imagenet-200", ("tiny-imagenet-200.tar.xz", "tiny-imagenet-200.zip"))],
+    path = locate(root, [("tiny-imagenet-200", ("tiny-imagenet-200.tar.xz", "tiny-imagenet-200.zip"))],
                    (TINY_URL, TINY_MD5, "tiny-imagenet-200.zip", "tiny-imagenet-200"),
                    allowed, "TinyImageNet-200", where)
     listing = check_tree(path)
@@ -678,7 +356,7 @@ def _tinyimagenet_build(base: Path) -> Dataset:
     missing = [f for f, _ in val if not f.is_file()]
     if missing:
         raise IncompleteDataError(f"{base}/val/val_annotations.txt lists {len(missing)} images that are missing, "
-                                  f"e.g. {missing[0]}. {_fix_hint(base, None)}")
+                                  f"e.g. {missing[0]}. {fix_hint(base, None)}")
     words = base / "words.txt"
     names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) \
         if words.is_file() else {}
@@ -713,6 +391,10 @@ def _digits():
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+def _digest(obj) -> str:
+    return hashlib.sha256(repr(obj).encode()).hexdigest()
+
 
 def _is_path(name) -> bool:
     """Known names win; a string is a path when it looks like one or names an existing directory."""
@@ -838,7 +520,7 @@ def _decode(files: list[tuple[Path, int]], where: Path | None = None) -> tuple[t
     first = _read_rgb(files[0][0])
     out = np.empty((len(files), 3) + first.shape[:2], dtype=np.uint8)
     for i, (f, _) in enumerate(tqdm(files, desc=f"decode {where.name}", unit="img", mininterval=1.0, leave=False,
-                                    disable=not _progress())):
+                                    disable=not show_progress())):
         img = first if i == 0 else _read_rgb(f)
         if img.shape != first.shape:
             raise ValueError(f"images under {where} differ in size: {files[0][0]} is "
@@ -853,37 +535,3 @@ def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(round(v, 4) for v in x.mean(1).tolist()), tuple(round(v, 4) for v in x.std(1).tolist())
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m nmu.data unpack DIR [--root ROOT]``: unpack every known archive in DIR (see
-    :data:`ARCHIVES`) into the data root, safely and idempotently; exit status 1 if any is incomplete."""
-    parser = argparse.ArgumentParser(prog="python -m nmu.data", description="nmu's data sets")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("unpack", help="unpack every known archive found in DIR into the data root")
-    cmd.add_argument("dir", type=Path, help="folder holding e.g. cifar10-jpeg.tar.xz (make data: $(SHARED_DATA))")
-    cmd.add_argument("--root", type=Path, default=None, help="data root (default: $NMU_DATA, see nmu.storage)")
-    args = parser.parse_args(argv)
-    root = (args.root or data_root()).expanduser().resolve()
-    found = sorted(p for p in args.dir.glob("*") if p.name in ARCHIVES) if args.dir.is_dir() else []
-    if not found:
-        print(f"nmu: no known archive ({', '.join(sorted(ARCHIVES))}) in {args.dir}; nothing to unpack")
-        return 0
-    failed = 0
-    for archive in found:
-        target = root / ARCHIVES[archive.name]
-        existed = target.exists()
-        start = time.perf_counter()
-        try:
-            unpack(archive, root)
-        except (DataNotFoundError, ValueError, OSError, tarfile.TarError, zipfile.BadZipFile) as err:
-            failed += 1
-            print(f"nmu: {archive.name}: {err}", file=sys.stderr)
-            continue
-        print(f"nmu: {target} is complete, nothing to do" if existed else
-              f"nmu: unpacked {archive.name} into {target} ({time.perf_counter() - start:.1f} s)")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,8 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
+from nmu import archives as nmu_archives
 from nmu import data as nmu_data
-from nmu.data import CIFAR10_CLASSES, DataNotFoundError, coarsen, load_dataset, load_image_folder, subsample
+from nmu.archives import CIFAR10_CLASSES
+from nmu.data import DataNotFoundError, coarsen, load_dataset, load_image_folder, subsample
 
 RNG = np.random.default_rng(0)
 
@@ -109,8 +111,8 @@ def _cifar100_tree(base: Path, train: int = 1, test: int = 1) -> dict[tuple[str,
 def official_counts(monkeypatch):
     """``official_counts(folder, classes=.., train=.., test=..)`` sets the image counts nmu expects of
     that known tree for this test (nmu checks known trees against their official counts)."""
-    table = dict(getattr(nmu_data, "OFFICIAL_COUNTS", {}))
-    monkeypatch.setattr(nmu_data, "OFFICIAL_COUNTS", table, raising=False)
+    table = dict(getattr(nmu_archives, "OFFICIAL_COUNTS", {}))
+    monkeypatch.setattr(nmu_archives, "OFFICIAL_COUNTS", table, raising=False)
 
     def set_counts(folder: str, **counts: int) -> None:
         table[folder] = counts
@@ -280,7 +282,7 @@ def test_missing_data_says_where_to_put_it(tmp_path, monkeypatch, no_network):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     monkeypatch.setattr(nmu_data, "CIFAR10_URL", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
-    monkeypatch.setattr(nmu_data, "DOWNLOAD_BACKOFF", 0.0)
+    monkeypatch.setattr(nmu_archives, "DOWNLOAD_BACKOFF", 0.0)
     with pytest.raises(DataNotFoundError, match="(?s)download failed.*refused"):
         load_dataset("cifar10", tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
@@ -293,7 +295,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     assert torch.equal(load_dataset("digits", tmp_path).train_labels, ds.train_labels)
 
 
-# ------------------------------------------------ A1: safe unpack, partial trees, `python -m nmu.data`
+# ------------------------------------------------ A1: safe unpack, partial trees, `python -m nmu.archives`
 
 def test_partial_known_tree_is_refused_naming_the_folder(tmp_path, official_counts):
     official_counts("cifar10-jpeg", classes=10, train=2, test=1)
@@ -378,18 +380,18 @@ def test_unpack_command_is_idempotent_and_detects_partial_trees(tmp_path, offici
     for name in ("cifar10-jpeg", "cifar100-jpeg", "tiny-imagenet-200"):
         _tar(src / name, shared / f"{name}.tar.xz")
     (shared / "README.md").write_text("not an archive\n")
-    assert nmu_data.main(["unpack", str(shared), "--root", str(root)]) == 0
+    assert nmu_archives.main(["unpack", str(shared), "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.count("unpacked") == 3 and sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
         "cifar10-jpeg", "cifar100-jpeg", "tiny-imagenet-200"]
     assert len(list((root / "tiny-imagenet-200" / "train").glob("*/images/*.JPEG"))) == 6
-    assert nmu_data.main(["unpack", str(shared), "--root", str(root)]) == 0  # the second run does nothing
+    assert nmu_archives.main(["unpack", str(shared), "--root", str(root)]) == 0  # the second run does nothing
     assert capsys.readouterr().out.count("is complete, nothing to do") == 3
     (root / "cifar100-jpeg" / "test" / "rocket" / "rocket_s_000000.jpg").unlink()
-    assert nmu_data.main(["unpack", str(shared), "--root", str(root)]) == 1
+    assert nmu_archives.main(["unpack", str(shared), "--root", str(root)]) == 1
     err = capsys.readouterr().err
     assert str(root / "cifar100-jpeg") in err and "test/rocket/ has 0 images, expected 1" in err and "rm -rf" in err
-    assert nmu_data.main(["unpack", str(tmp_path / "nowhere"), "--root", str(root)]) == 0  # online users
+    assert nmu_archives.main(["unpack", str(tmp_path / "nowhere"), "--root", str(root)]) == 0  # online users
     assert "nothing to unpack" in capsys.readouterr().out
 
 
@@ -402,9 +404,9 @@ def test_download_from_a_silent_server_times_out(tmp_path, monkeypatch, no_netwo
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     monkeypatch.setattr(nmu_data, url_constant, f"http://127.0.0.1:{silent.getsockname()[1]}/data.tar.gz")
-    monkeypatch.setattr(nmu_data, "DOWNLOAD_TIMEOUT", 0.5, raising=False)
-    monkeypatch.setattr(nmu_data, "DOWNLOAD_RETRIES", 2, raising=False)
-    monkeypatch.setattr(nmu_data, "DOWNLOAD_BACKOFF", 0.0, raising=False)
+    monkeypatch.setattr(nmu_archives, "DOWNLOAD_TIMEOUT", 0.5, raising=False)
+    monkeypatch.setattr(nmu_archives, "DOWNLOAD_RETRIES", 2, raising=False)
+    monkeypatch.setattr(nmu_archives, "DOWNLOAD_BACKOFF", 0.0, raising=False)
     outcome = []
     worker = threading.Thread(target=lambda: outcome.append(_error_of(load_dataset, name, tmp_path)), daemon=True)
     started = time.monotonic()
@@ -431,7 +433,7 @@ def _error_of(fn, *args):
 @pytest.mark.parametrize("how", ["env", "argument"])
 def test_offline_never_touches_the_network_and_says_which_files(tmp_path, monkeypatch, no_network, how):
     opened = []
-    monkeypatch.setattr(nmu_data.urllib.request, "urlopen", lambda *a, **k: opened.append(a) or 1 / 0)
+    monkeypatch.setattr(nmu_archives.urllib.request, "urlopen", lambda *a, **k: opened.append(a) or 1 / 0)
     monkeypatch.setattr(socket.socket, "connect", lambda *a: opened.append(a) or 1 / 0)
     if how == "env":
         monkeypatch.setenv("NMU_OFFLINE", "1")
@@ -486,8 +488,8 @@ def test_download_retries_and_unpacks_the_original_archive(tmp_path, monkeypatch
 
         monkeypatch.setattr(nmu_data, "CIFAR10_URL", f"http://127.0.0.1:{server.server_port}/c10.tar.gz")
         monkeypatch.setattr(nmu_data, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest(), raising=False)
-        monkeypatch.setattr(nmu_data, "DOWNLOAD_TIMEOUT", 5.0, raising=False)
-        monkeypatch.setattr(nmu_data, "DOWNLOAD_BACKOFF", 0.0, raising=False)
+        monkeypatch.setattr(nmu_archives, "DOWNLOAD_TIMEOUT", 5.0, raising=False)
+        monkeypatch.setattr(nmu_archives, "DOWNLOAD_BACKOFF", 0.0, raising=False)
         root = tmp_path / "root"
         ds = load_dataset("cifar10", root)
     finally:

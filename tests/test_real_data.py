@@ -17,7 +17,8 @@ import pytest
 import torch
 from test_data import STANDARD_SUPERCLASSES
 
-from nmu.data import ARCHIVES, CIFAR10_CLASSES, CIFAR100_COARSE_CLASSES, load_dataset
+from nmu.archives import ARCHIVES, CIFAR10_CLASSES
+from nmu.data import CIFAR100_COARSE_CLASSES, load_dataset
 
 pytestmark = pytest.mark.slow
 
