@@ -14,7 +14,7 @@ paper     the paper's models (docs/method.md,        SGD lr 0.1, 100 epochs, war
 A profile also owns its unlearning hyperparameters (``Profile.presets``, read from its section of
 ``presets.yaml``), so everything a run depends on is found from the profile.
 
-Why the quick profile trains a small model long on a tenth of CIFAR-10: unlearning is only a
+Why the quick profile trains a small model long on a fifth of each training set: unlearning is only a
 problem when the original has memorised its training samples (train accuracy well above test
 accuracy, as the paper's 100-epoch models have). A CPU cannot afford that on all 50,000 images;
 on 10,000 images 30 epochs reach 87 % train / 76 % test accuracy on CIFAR-10 and 61 % / 41 % on

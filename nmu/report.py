@@ -117,7 +117,8 @@ def start(notebook: str, namespace: dict[str, Any]) -> Report:
         unknown = sorted(set(given) - set(declared))
         if unknown:
             raise NotebookParameterError(f"{notebook}: unknown parameter(s) {unknown}; its parameters are "
-                                         f"{sorted(declared)}")
+                                         f"{sorted(declared)} (a misspelt papermill -p? In Jupyter, a variable "
+                                         "defined before this cell: restart the kernel and run from the top)")
         for name, (default, annotation) in declared.items():
             if name in given:
                 _check_parameter(notebook, name, given[name], default, annotation)

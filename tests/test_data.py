@@ -647,3 +647,34 @@ def test_cifar100_jpeg_tree_needs_matching_classes_csv(tmp_path, official_counts
     (folder / "classes.csv").unlink()
     with pytest.raises(nmu_data.IncompleteDataError, match="classes.csv is missing"):
         load_dataset("cifar100", tmp_path, download=False)
+
+
+def test_tinyimagenet_runs_end_to_end_under_the_paper_recipe(tmp_path, official_counts):
+    """A TinyImageNet tree in the official layout (3 wnids, 20 train images each, 8x8 to stay cheap)
+    through the paper profile's TinyImageNet recipe — ResNet-34, batch 256, crop padding 8 — and
+    its presets: original, retrain and NatMU on a random split, every metric."""
+    from dataclasses import replace
+
+    from nmu.experiment import Experiment
+    from nmu.profiles import get_profile
+    from nmu.runs import run_setting
+
+    base, wnids = tmp_path / "root" / "tiny-imagenet-200", ["n01", "n02", "n03"]
+    (base / "val" / "images").mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (base / "words.txt").write_text("n01\tgoldfish\nn02\tsalamander\nn03\ttabby cat\n")
+    for w in wnids:
+        for j in range(20):
+            _write_image(base / "train" / w / "images" / f"{w}_{j}.JPEG", channels=1 if j == 0 else 3)
+    for j in range(6):
+        _write_image(base / "val" / "images" / f"val_{j}.JPEG")
+    (base / "val" / "val_annotations.txt").write_text("".join(f"val_{j}.JPEG\t{wnids[j % 3]}\t0\t0\t8\t8\n"
+                                                              for j in range(6)))
+    official_counts("tiny-imagenet-200", classes=3, train=20, val=6)
+    paper = get_profile("paper")
+    short = replace(paper, name="paper-tiny-check", recipe=paper.recipe.with_(epochs=1, warmup_epochs=0))
+    exp = Experiment(short, "tinyimagenet", root=tmp_path / "root", progress=False)
+    assert (exp.arch, exp.recipe.batch_size, exp.recipe.crop_padding) == ("resnet34", 256, 8)
+    table = run_setting(exp, exp.split("random", fraction=0.1), ["natmu"]).set_index("method")
+    assert table.loc["natmu", "hparams"] == {"lr": 8.3e-4, "weight_decay": 7e-5, "delta": 0.045, "batch_size": 256}
+    assert table["avg_gap"].notna().all() and table.loc["retrain", "acc_forget"] >= 0
