@@ -164,11 +164,11 @@ def run_setting(exp: Experiment, split: Split, methods: Sequence[str] | None = N
     methods = check_methods(methods, seeds, overrides)
     runs = [(method, seed, (overrides or {}).get(method)) for method in methods
             for seed in (seeds.get(method, seeds.get("*", (0,))) if isinstance(seeds, Mapping) else seeds)]
+    checked = [hyperparameters(exp, method, split.kind, hp_overrides) for method, _, hp_overrides in runs]
     diverged = _compute_missing(exp, split, runs, references=True)
     gold, original = reference_records(exp, split)
     records = [gold, original]
-    for method, seed, hp_overrides in runs:
-        hp = hyperparameters(exp, method, split.kind, hp_overrides)
+    for (method, seed, hp_overrides), hp in zip(runs, checked):
         failure = diverged.get(run_id(method, seed, hp))  # a run that diverged in a job is not rerun here
         if failure is None:
             try:
