@@ -32,7 +32,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from nmu.storage import data_root
+from nmu.storage import data_root, progress_enabled
 
 # CIFAR-10's classes in label order (alphabetical): the class folders of its JPEG tree.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -80,11 +80,6 @@ class IncompleteDataError(DataNotFoundError):
 def offline() -> bool:
     """True when ``$NMU_OFFLINE`` is set to 1/true/yes/on: nmu then never downloads."""
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def show_progress() -> bool:
-    """False when ``$NMU_PROGRESS=0``: no unpacking messages or progress bars."""
-    return os.environ.get("NMU_PROGRESS", "1") != "0"
 
 
 # ------------------------------------------------------------------------------ safe unpack, checks
@@ -228,7 +223,7 @@ def _extract_all(archive: Path, dest: Path) -> None:
     """Extract ``archive`` (.tar.* or .zip) into ``dest``; raises :class:`IncompleteDataError` if it
     cannot be read to its end. Uses the system ``tar`` when there is one (several times faster than
     Python's tarfile on 100,000 small files), else tarfile's ``data`` filter."""
-    if show_progress():
+    if progress_enabled():
         print(f"nmu: unpacking {archive} ...", file=sys.stderr)
     tar_exe = shutil.which("tar") if archive.suffix != ".zip" else None
     run = None

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmu.train import (FINITE_CHECK_EVERY, LossFn, Recipe, augment, check_finite, lr_factor, make_optimizer,
+from nmu.train import (LossFn, Recipe, augment, check_finite, finite_check_every, lr_factor, make_optimizer,
                        shuffled_batches, steps_per_epoch)
 from nmu.unlearn import Task, frozen, register
 
@@ -371,7 +371,7 @@ def scrub(task: Task, *, lr: float = 5e-4, weight_decay: float = 5e-4, epochs: i
         torch.backends.cudnn.deterministic = True
 
     done = [0]  # optimiser steps so far
-    check_every = 1 if device.type == "cpu" else FINITE_CHECK_EVERY  # no per-step host sync on a GPU
+    check_every = finite_check_every(device)  # no per-step host sync on a GPU
 
     def step(x: torch.Tensor, loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         x = x.float().div_(255).contiguous(memory_format=torch.channels_last)

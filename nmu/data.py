@@ -48,8 +48,8 @@ import numpy as np
 import torch
 
 from nmu.archives import (IMAGE_SUFFIXES, DataNotFoundError, IncompleteDataError, check_tree, fix_hint,
-                          locate, offline, scan_tree, show_progress)
-from nmu.storage import data_root, load_tensors, save_tensors
+                          locate, offline, scan_tree)
+from nmu.storage import data_root, load_tensors, progress_enabled, save_tensors
 
 # The 20 CIFAR-100 superclasses in the order of the official ``meta`` file's coarse_label_names.
 CIFAR100_COARSE_CLASSES = (
@@ -520,7 +520,7 @@ def _decode(files: list[tuple[Path, int]], where: Path | None = None) -> tuple[t
     first = _read_rgb(files[0][0])
     out = np.empty((len(files), 3) + first.shape[:2], dtype=np.uint8)
     for i, (f, _) in enumerate(tqdm(files, desc=f"decode {where.name}", unit="img", mininterval=1.0, leave=False,
-                                    disable=not show_progress())):
+                                    disable=not progress_enabled())):
         img = first if i == 0 else _read_rgb(f)
         if img.shape != first.shape:
             raise ValueError(f"images under {where} differ in size: {files[0][0]} is "

@@ -51,8 +51,8 @@ from nmu.experiment import Experiment
 from nmu.runs import (REFERENCES, hyperparameters, metrics_fields, reference_fields, reference_records, run_id,
                       unlearn_fields, unlearned)
 from nmu.splits import Split
-from nmu.storage import data_root
-from nmu.train import NonFiniteLossError, _progress_enabled, default_device
+from nmu.storage import data_root, progress_enabled
+from nmu.train import NonFiniteLossError, default_device
 
 KINDS = ("inline", "local", "slurm")
 SLURM_ONLY = ("partition", "account", "cpus_per_job", "mem_gb", "slurm")
@@ -245,7 +245,7 @@ def compute_missing(exp: Experiment, groups: Sequence[tuple[Split, Sequence[tupl
     for name, specs in zip(("models", "runs"), stages):
         if not specs:
             continue
-        outcomes = _run_stage(ex, specs, _stage_folder(folder, name), name, threads, _progress_enabled(exp.progress))
+        outcomes = _run_stage(ex, specs, _stage_folder(folder, name), name, threads, progress_enabled(exp.progress))
         failed = [(spec, job, err) for spec, job, result, err in outcomes if err is not None]
         diverged |= {run_id(spec.method, spec.seed, spec.hparams): result["diverged"]
                      for spec, job, result, err in outcomes if result and result.get("diverged")}

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from nmu.storage import atomic_write
+from nmu.storage import atomic_write, process_alive
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotlib", "seaborn", "papermill")
 
@@ -178,7 +178,8 @@ class Report:
         self.start = time.time()
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.out_dir.parent.glob(f".{self.out_dir.name}.partial-*"):
-            if not _alive(stale.name.rsplit("-", 1)[-1]):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if not (pid.isdigit() and process_alive(int(pid))):
                 shutil.rmtree(stale, ignore_errors=True)
         self.work = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
         shutil.rmtree(self.work, ignore_errors=True)
@@ -212,12 +213,3 @@ class Report:
         shutil.rmtree(old, ignore_errors=True)
         print(f"{self.notebook}: outputs in {self.out_dir}")
 
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True

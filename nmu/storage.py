@@ -133,7 +133,13 @@ def _temp_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(name)}\.(?:([0-9a-f]{{8}})-(\d+)-[0-9a-f]{{8}}|[a-z0-9_]{{8}})\.tmp")
 
 
-def _alive(pid: int) -> bool:
+def progress_enabled(progress: bool = True) -> bool:
+    """Whether to show progress bars and messages: ``progress``, unless ``$NMU_PROGRESS=0``."""
+    return progress and os.environ.get("NMU_PROGRESS", "1") != "0"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running on this host (True where it cannot be checked)."""
     if pid <= 0:
         return True  # not a process we can check: leave it to the age limit
     try:
@@ -165,7 +171,7 @@ def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[P
     for tmp in candidates:
         host, pid = pattern.fullmatch(tmp.name).groups()
         if host == _HOST:
-            stale = not _alive(int(pid))
+            stale = not process_alive(int(pid))
         else:
             try:
                 stale = now - tmp.stat().st_mtime > max_age

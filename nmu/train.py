@@ -11,7 +11,6 @@ or infinite stops with :class:`NonFiniteLossError` (checked every step on the CP
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from nmu.storage import progress_enabled
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``loss_fn(model, x, y, idx) -> per-sample losses (B,)``; ``idx`` indexes the training tensors."""
@@ -105,7 +106,8 @@ def check_finite(loss: torch.Tensor | float, desc: str, step: int, lr: float, ep
         desc=desc, step=step, lr=lr, epoch=epoch, value=bad)
 
 
-def _finite_check_every(device: torch.device) -> int:
+def finite_check_every(device: torch.device) -> int:
+    """Steps between looks at the non-finite-loss flag: every step on a CPU, :data:`FINITE_CHECK_EVERY` on a GPU."""
     return 1 if device.type == "cpu" else max(FINITE_CHECK_EVERY, 1)
 
 
@@ -192,10 +194,6 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return steps - 1 if steps > 1 and n - (steps - 1) * batch_size == 1 else steps
 
 
-def _progress_enabled(progress: bool) -> bool:
-    return progress and os.environ.get("NMU_PROGRESS", "1") != "0"
-
-
 def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, *, seed: int,
         no_augment: torch.Tensor | None = None, loss_fn: LossFn | None = None,
         device: torch.device | str | None = None, precision: str = "auto", record_losses: bool = False,
@@ -229,7 +227,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     seen = torch.zeros(len(data)) if record_losses else None
     # First step whose mean loss was not finite (-1: none yet), kept on the device and read every
     # `check_every` steps, so that a GPU is not made to wait for each step's loss.
-    check_every = _finite_check_every(device)
+    check_every = finite_check_every(device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bad_value = torch.zeros((), device=device)
 
@@ -241,7 +239,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
 
     model.train()
     start, n_images, step = time.perf_counter(), 0, 0
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not _progress_enabled(progress),
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress_enabled(progress),
                mininterval=1.0, leave=False)
     try:
         for epoch in range(recipe.epochs):

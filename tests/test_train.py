@@ -126,7 +126,7 @@ def test_a_nan_loss_stops_training_at_that_step():
 def test_on_a_gpu_the_nan_check_is_deferred_but_names_the_first_bad_step(monkeypatch):
     from nmu import train
 
-    monkeypatch.setattr(train, "_finite_check_every", lambda device: 4)  # as on a GPU, with N = 4
+    monkeypatch.setattr(train, "finite_check_every", lambda device: 4)  # as on a GPU, with N = 4
     recipe = Recipe(epochs=3, lr=0.2, batch_size=8, schedule="cosine")
     loss_fn, calls = _nan_at(5)
     with pytest.raises(FloatingPointError, match="nan at epoch 2, step 5") as err:
