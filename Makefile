@@ -44,7 +44,7 @@ bench: $(STAMP) data
 # manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).
 # Make tracks each notebook with a local stamp in $(RESULTS)/.done/ (not committed), so a fresh
 # clone regenerates every committed result, and later runs redo only what changed.
-NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
+NOTEBOOKS := $(filter-out search,$(basename $(notdir $(wildcard notebooks/*.ipynb))))
 SOURCES := $(wildcard nmu/*.py nmu/*.yaml)
 DONE := $(RESULTS)/.done
 
@@ -63,15 +63,19 @@ $(PY) -m papermill $(1) $(RESULTS)/$(2).part.ipynb $(3) -p profile $(PROFILE) -p
 mv $(RESULTS)/$(2).part.ipynb $(RESULTS)/$(2).ipynb
 endef
 
+# The claims notebook reads the comparison notebooks' runs (and $(RESULTS)/search/ when present).
+$(DONE)/claims: $(DONE)/sample_wise $(DONE)/hardest $(DONE)/class_wise
+
 $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 	$(call papermill,$<,$*)
 	@mkdir -p $(DONE)
 	touch $@
 
-# The hyperparameter search that set the profile's presets: the robustness notebook with every
-# method's grid (notebooks/params/search.yaml) into $(RESULTS)/search/. Not part of `figures`.
+# The hyperparameter search that set the profile's presets (nmu/presets.yaml): every method's grid
+# (notebooks/params/search-$(PROFILE).yaml) on validation experiments, into $(RESULTS)/search/, whose
+# presets.yaml is what nmu/presets.yaml holds. Not part of `figures` (quick: 180 runs, about 80 min).
 search: $(STAMP) | data
-	$(call papermill,notebooks/robustness.ipynb,search,-f notebooks/params/search.yaml)
+	$(call papermill,notebooks/search.ipynb,search,)
 
 # JupyterLab on the notebook templates; as root (containers, GPU cloud machines) it needs --allow-root.
 # What `make figures PROFILE=...` would compute (models and runs, counted), without data or a GPU.

@@ -16,6 +16,7 @@ Record keys (accuracies and the two %-valued attacks in percent):
 ``acc_test_forget``          class-wise splits only: test images of the forgotten (fine) class, D_ft
 ``mia_entropy``              the paper's MIA: % of D_f an entropy attack calls "member"
 ``mia_svc_forget_efficacy``  SalUn's MIA-efficacy: % of D_f a confidence SVC calls "non-member"
+                             (the SVC fitted on a balanced sample, :data:`SVC_FIT_PER_SIDE` a side)
 ``mia_loss_attack_acc``      NeurIPS 2023 challenge kit: CV accuracy telling D_f from D_t by loss
                              (a fraction; 0.5 = indistinguishable)
 ``kl_forget``, ``kl_test``   with ``retrained=``: mean KL(p_retrain || p_model) on D_f and D_t
@@ -124,8 +125,10 @@ def _nonempty(**sets: Outputs) -> None:
             raise ValueError(f"the {name} set is empty")
 
 
-def _balanced_subsample(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    n = min(len(a), len(b))
+def _balanced_subsample(a: np.ndarray, b: np.ndarray, rng: np.random.Generator,
+                        at_most: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """As many random elements of ``a`` as of ``b``: the smaller one's size, or ``at_most``."""
+    n = min(len(a), len(b), at_most or len(a))
     return rng.permutation(a)[:n], rng.permutation(b)[:n]
 
 
@@ -142,15 +145,29 @@ def entropy_mia(retain: Outputs, test: Outputs, forget: Outputs) -> float:
     return float(attack.predict(forget.entropy()[:, None]).mean() * 100)
 
 
-def svc_forget_efficacy(retain: Outputs, test: Outputs, forget: Outputs, *, seed: int = 0) -> float:
+SVC_FIT_PER_SIDE = 2000
+"""Members and non-members the SVC attack is fitted on (each): an RBF SVC's cost grows with the square
+of its training set (18,000 quick points: 6-9 s of a 9 s evaluation; 2,000 + 2,000: about 0.5 s).
+What it costs in accuracy (``bench/svc_sample.py``, quick CIFAR-10 models): 0.6-1.0 points of
+standard deviation over sample seeds, and up to 2.6 points below the full fit on average (the full
+fit itself moves 0.1-0.6 points with its seed). A secondary metric: neither the Avg. Gap nor the
+claims use it. ``per_side=None`` fits on everything."""
+
+
+def svc_forget_efficacy(retain: Outputs, test: Outputs, forget: Outputs, *, seed: int = 0,
+                        per_side: int | None = SVC_FIT_PER_SIDE) -> float:
     """SalUn's "MIA-efficacy": % of D_f predicted NON-member (higher = more forgotten).
 
     Feature: softmax probability of the true label. Attack: ``SVC(C=3, gamma="auto")`` (RBF) fitted
-    on D_r (member) vs D_t (non-member), the larger one randomly subsampled (``seed``) to the
-    smaller one's size.
+    on D_r (member) vs D_t (non-member), a balanced random sample (``seed``) of
+    ``min(|D_r|, |D_t|, per_side)`` of each (``per_side=None``: as many as the smaller set has; SalUn
+    itself fits on a subsample too).
     """
     _nonempty(retain=retain, test=test, forget=forget)
-    members, non_members = _balanced_subsample(retain.confidence(), test.confidence(), np.random.default_rng(seed))
+    if per_side is not None and per_side < 1:
+        raise ValueError(f"per_side must be a positive number of samples or None, got {per_side}")
+    members, non_members = _balanced_subsample(retain.confidence(), test.confidence(), np.random.default_rng(seed),
+                                               per_side)
     x = np.concatenate([members, non_members])[:, None]
     y = np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
     attack = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
@@ -201,12 +218,28 @@ def _forgotten_class(split: Split, labels: torch.Tensor | None, what: str) -> in
     return int(found[0])
 
 
-def evaluate(model: nn.Module, data: Dataset, split: Split, *, retrained: nn.Module | None = None,
+@dataclass(frozen=True, eq=False)
+class ReferenceLogits:
+    """The retrained model's logits on D_f and D_t of one split: all the KL metrics need of it, so
+    that a table of runs against one retrained model runs that model once."""
+
+    forget: torch.Tensor
+    test: torch.Tensor
+
+    @classmethod
+    def of(cls, retrained: nn.Module, data: Dataset, split: Split,
+           device: torch.device | str | None = None) -> "ReferenceLogits":
+        forget_images = data.train_images[torch.from_numpy(split.forget)]
+        return cls(predict(retrained, forget_images, device=device), predict(retrained, data.test_images, device=device))
+
+
+def evaluate(model: nn.Module, data: Dataset, split: Split, *,
+             retrained: nn.Module | ReferenceLogits | None = None,
              device: torch.device | str | None = None, seed: int = 0) -> dict[str, float]:
     """One flat record of ``model`` on ``split`` of ``data`` (keys: see the module docstring).
 
-    ``retrained`` (the gold-standard model of the same split) adds ``kl_forget`` and ``kl_test``;
-    ``seed`` fixes the attacks' subsampling and cross-validation folds.
+    ``retrained`` (the gold-standard model of the same split, or its :class:`ReferenceLogits`) adds
+    ``kl_forget`` and ``kl_test``; ``seed`` fixes the attacks' subsampling and cross-validation folds.
     """
     split.validate(len(data.train_labels))
     forget_idx, retain_idx = torch.from_numpy(split.forget), torch.from_numpy(split.retain)
@@ -226,8 +259,10 @@ def evaluate(model: nn.Module, data: Dataset, split: Split, *, retrained: nn.Mod
     record["mia_svc_forget_efficacy"] = svc_forget_efficacy(retain, test, forget, seed=seed)
     record["mia_loss_attack_acc"] = loss_attack_accuracy(forget, test, seed=seed)
     if retrained is not None:
-        record["kl_forget"] = kl_from_logits(predict(retrained, forget_images, device=device), forget.logits)
-        record["kl_test"] = kl_from_logits(predict(retrained, data.test_images, device=device), test.logits)
+        if not isinstance(retrained, ReferenceLogits):
+            retrained = ReferenceLogits.of(retrained, data, split, device)
+        record["kl_forget"] = kl_from_logits(retrained.forget, forget.logits)
+        record["kl_test"] = kl_from_logits(retrained.test, test.logits)
     return record
 
 

@@ -66,19 +66,28 @@ def _runs(profile: Profile, dataset: str, exp_seed: int, kind: str, split: str, 
                            yaml.safe_dump(hp, default_flow_style=True, sort_keys=True).strip())
 
 
+def _exp_seeds(profile: Profile, p: dict) -> list[int]:
+    return list(p["exp_seeds"] or profile.exp_seeds)
+
+
 def _sample_wise(kind: str):
     def grid(profile: Profile, p: dict) -> Iterator[Artefact]:
+        fractions = p["fractions"] or (profile.hardest_fractions if kind == "hardest" else ())
         for dataset in p["datasets"] or profile.sample_wise:
-            for fraction in p["fractions"]:
-                yield from _runs(profile, dataset, 0, kind, f"{kind} {fraction:g}", p["methods"], p["seeds"], p["hparams"])
+            for exp_seed in _exp_seeds(profile, p):
+                for fraction in fractions:
+                    yield from _runs(profile, dataset, exp_seed, kind, f"{kind} {fraction:g}", p["methods"], p["seeds"],
+                                     p["hparams"])
     return grid
 
 
 def _class_wise(profile: Profile, p: dict) -> Iterator[Artefact]:
     full, coarse, classes = profile.class_wise
-    for cls in p["classes"] or classes:
-        yield from _runs(profile, full, 0, "class", f"class {cls}", p["methods"], p["seeds"], p["hparams"])
-        yield from _runs(profile, coarse, 0, "subclass", f"subclass {cls}", p["methods"], p["seeds"], p["hparams"])
+    for exp_seed in _exp_seeds(profile, p):
+        for cls in p["classes"] or classes:
+            yield from _runs(profile, full, exp_seed, "class", f"class {cls}", p["methods"], p["seeds"], p["hparams"])
+            yield from _runs(profile, coarse, exp_seed, "subclass", f"subclass {cls}", p["methods"], p["seeds"],
+                             p["hparams"])
 
 
 def _one_split(methods_of):

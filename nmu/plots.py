@@ -8,6 +8,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from nmu.stats import per_experiment, summarize
+
 LABELS = {
     "acc_test": "Acc D_t (%)", "acc_retain": "Acc D_r (%)", "acc_forget": "Acc D_f (%)",
     "acc_test_retain": "Acc D_rt (%)", "acc_test_forget": "Acc D_ft (%)",
@@ -34,7 +36,7 @@ def metric_bars(summary: pd.DataFrame, metrics: list[str], by: str = "method",
     """One bar panel per metric, bars per ``by`` value, one row of panels per value of ``panel``
     (a column such as the split, or several, e.g. ``["dataset", "split"]``). Metrics with a retrain
     target are drawn as ``metric - retrain`` (0 = the target); those in :data:`ABSOLUTE` as they
-    are. ``<metric>_std`` columns give error bars."""
+    are. ``<metric>_ci`` columns (:func:`nmu.stats.summarize`) give error bars: 95 % CIs over experiment seeds."""
     if isinstance(panel, list):
         summary = summary.assign(_panel=summary[panel].astype(str).agg(", ".join, axis=1))
         panel = "_panel"
@@ -51,10 +53,10 @@ def metric_bars(summary: pd.DataFrame, metrics: list[str], by: str = "method",
             if metric not in ABSOLUTE and "retrain" in names:
                 values = values - values[names.index("retrain")]
                 label = f"{label.split(' (')[0]} - retrain (points)"
-            std = part.get(f"{metric}_std")
-            has_std = std is not None and std.notna().any()
+            ci = part.get(f"{metric}_ci")
+            has_ci = ci is not None and ci.notna().any()
             ax.bar(range(len(names)), values, color=_colors(names),
-                   yerr=np.nan_to_num(std.to_numpy(dtype=float)) if has_std else None, capsize=2)
+                   yerr=np.nan_to_num(ci.to_numpy(dtype=float)) if has_ci else None, capsize=2)
             ax.axhline(0, color="#4d4d4d", lw=0.8)
             ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
             ax.set_ylabel(label if row is None or c > 0 else f"{row}\n{label}", fontsize=8)
@@ -99,3 +101,86 @@ def class_shares(data, splits: list) -> plt.Figure:
     ax.set_title("class make-up of the hardest samples")
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def seed_points(table: pd.DataFrame, metric: str = "avg_gap", panel: str | list[str] = "split",
+                title: str = "") -> plt.Figure:
+    """One panel per value of ``panel``: ``metric`` of each method, a dot per experiment seed (its
+    runs averaged) and the mean with its 95 % confidence interval (:mod:`nmu.stats`)."""
+    per_exp = per_experiment(table, [metric])
+    summary = summarize(table, [metric])
+    keys = [panel] if isinstance(panel, str) else list(panel)
+    label = lambda frame: frame[keys].astype(str).agg(", ".join, axis=1)  # noqa: E731
+    per_exp, summary = per_exp.assign(_panel=label(per_exp)), summary.assign(_panel=label(summary))
+    panels = list(dict.fromkeys(summary["_panel"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.5, 0.42 * summary["method"].nunique()) * len(panels), 3.2),
+                             squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, name in zip(axes[0], panels):
+        part = summary[summary["_panel"] == name]
+        methods = part["method"].tolist()
+        colors = _colors(methods)
+        for i, (method, color) in enumerate(zip(methods, colors)):
+            points = per_exp[(per_exp["_panel"] == name) & (per_exp["method"] == method)][metric].to_numpy(float)
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(points)), points, s=12, color=color, alpha=0.7, zorder=3)
+            row = part.iloc[i]
+            ax.errorbar(i + 0.3, row[metric], yerr=np.nan_to_num(row[f"{metric}_ci"]), fmt="_", color="black",
+                        ms=10, capsize=3, zorder=4)
+        ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(LABELS.get(metric, metric), fontsize=8)
+        ax.grid(axis="y", lw=0.3)
+    fig.suptitle(title or f"{LABELS.get(metric, metric)}: a dot per experiment seed, mean ± 95 % CI", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def grid_spread(table: pd.DataFrame, metric: str = "avg_gap", panel: str = "family", title: str = "") -> plt.Figure:
+    """A hyperparameter search (:mod:`nmu.search`): one panel per ``panel`` value, a dot per method and
+    configuration (``metric`` averaged over the validation experiments), the winner as a star; a
+    narrow column means a method that does not depend much on its hyperparameters."""
+    per_config = table.groupby([panel, "method", "config"], sort=False)[metric].mean().reset_index()
+    panels = list(dict.fromkeys(per_config[panel]))
+    methods = list(dict.fromkeys(per_config["method"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.5, 0.45 * len(methods)) * len(panels), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        for i, (method, color) in enumerate(zip(methods, _colors(methods))):
+            values = per_config[(per_config[panel] == name) & (per_config["method"] == method)][metric].to_numpy(float)
+            ax.scatter(np.full(len(values), i), values, s=14, color=color, alpha=0.7, zorder=3)
+            if np.isfinite(values).any():
+                ax.scatter([i], [np.nanmin(values)], marker="*", s=80, color=color, edgecolor="black", zorder=4)
+        ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_ylabel(LABELS.get(metric, metric), fontsize=8)
+        ax.grid(axis="y", lw=0.3)
+    fig.suptitle(title or f"{LABELS.get(metric, metric)} of every configuration (star: the one selected)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def paired_forest(pairs: pd.DataFrame, title: str = "") -> plt.Figure:
+    """:func:`nmu.stats.paired` rows as a forest plot: per setting, NatMU minus each rival with its
+    95 % CI (left of 0: NatMU closer to retraining) and the experiments it won."""
+    label = pairs[[k for k in ("dataset", "split") if k in pairs]].astype(str).agg(" ".join, axis=1)
+    settings = list(dict.fromkeys(label))
+    rivals = list(dict.fromkeys(pairs["rival"]))
+    fig, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 0.35 * len(rivals) + 1.4),
+                             squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], settings):
+        part = pairs[label == name].set_index("rival").reindex(rivals)
+        y = np.arange(len(rivals))
+        ax.errorbar(part["diff"], y, xerr=[part["diff"] - part["ci_low"], part["ci_high"] - part["diff"]],
+                    fmt="o", color="#d62728", ms=4, capsize=2)
+        for yi, row in zip(y, part.itertuples()):
+            if np.isfinite(row.diff):
+                ax.annotate(f"{int(row.wins)}/{int(row.n)}", (1.0, yi), xycoords=("axes fraction", "data"),
+                            fontsize=6, ha="right", va="center", color="#4d4d4d")
+        ax.axvline(0, color="#4d4d4d", lw=0.8)
+        ax.set_yticks(y, rivals, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel(f"natmu - rival, {LABELS.get(pairs['metric'].iloc[0], pairs['metric'].iloc[0])}", fontsize=7)
+    fig.suptitle(title or "NatMU minus each method, paired by experiment seed (mean, 95 % CI; wins/experiments)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig

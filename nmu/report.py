@@ -196,6 +196,10 @@ class Report:
         """Save ``df`` as ``<name>.csv`` and ``.md`` (see :func:`save_table`)."""
         save_table(df, self.work, name, floatfmt)
 
+    def text(self, content: str, name: str) -> None:
+        """Save ``content`` as the file ``name`` (e.g. ``presets.yaml``)."""
+        atomic_write(self.work / name, lambda tmp: tmp.write_text(content))
+
     def finish(self, **extra: Any) -> None:
         """Write ``manifest.json`` (commit, packages, device, threads, parameters, wall time) and put
         this run's folder in place of ``out_dir``."""

@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 
 from nmu.cache import cached, code_digest
-from nmu.experiment import Experiment
-from nmu.metrics import METRIC_ORDER, avg_gap, evaluate, records_to_frame
+from nmu.experiment import Experiment, TrainedModel
+from nmu.metrics import ReferenceLogits, avg_gap, evaluate, records_to_frame
 from nmu.models import Classifier
 from nmu.splits import Split
 from nmu.train import NonFiniteLossError
@@ -63,18 +63,34 @@ def unlearned(exp: Experiment, split: Split, method: str, *, seed: int = 0,
     model = exp.new_model()
     model.load_state_dict(stored["state_dict"])
     model.to(exp.device).eval()
-    metrics = _metrics(exp, split, f"metrics-{method}", fields, built.get("model", model), retrained.model, seed)
+    metrics = _metrics(exp, split, f"metrics-{method}", fields, built.get("model", model), retrained, seed)
     # The method's own numbers about the run (UnlearnResult.info, e.g. ssd_dampened_share) join the record.
     return model, {**_record(exp, split, method, seed, hp, stored["seconds"], metrics, retrained.seconds),
                    **stored.get("info", {})}
 
 
-def _metrics(exp: Experiment, split: Split, name: str, fields: dict, model: Classifier, retrained: Classifier,
+def _metrics(exp: Experiment, split: Split, name: str, fields: dict, model: Classifier, retrained: TrainedModel,
              seed: int) -> dict:
     """``evaluate(model)`` against ``retrained``, cached under :func:`metrics_fields` of ``fields``."""
     stored, _ = cached(name, metrics_fields(fields), lambda: {"metrics": evaluate(
-        model, exp.data, split, retrained=retrained, device=exp.device, seed=seed)}, exp.root)
+        model, exp.data, split, retrained=_reference_logits(exp, split, retrained), device=exp.device, seed=seed)},
+        exp.root)
     return stored["metrics"]
+
+
+_REFERENCE_LOGITS: dict[str, ReferenceLogits] = {}
+"""The retrained models' logits of the last few settings evaluated, by checkpoint path."""
+
+
+def _reference_logits(exp: Experiment, split: Split, retrained: TrainedModel) -> ReferenceLogits:
+    """The logits of ``retrained`` (``exp.retrain(split)``) that every run of the setting is compared with,
+    computed once per setting and process."""
+    key = str(retrained.path)
+    if key not in _REFERENCE_LOGITS:
+        if len(_REFERENCE_LOGITS) >= 4:
+            _REFERENCE_LOGITS.pop(next(iter(_REFERENCE_LOGITS)))
+        _REFERENCE_LOGITS[key] = ReferenceLogits.of(retrained.model, exp.data, split, exp.device)
+    return _REFERENCE_LOGITS[key]
 
 
 def unlearn_fields(exp: Experiment, split: Split, method: str, seed: int, hp: Mapping[str, Any]) -> dict:
@@ -129,7 +145,7 @@ def reference_records(exp: Experiment, split: Split) -> list[dict]:
     for which, model, seconds in (("retrain", retrained.model, retrained.seconds),
                                   ("original", exp.original().model, 0.0)):
         metrics = _metrics(exp, split, f"metrics-{which}", reference_fields(exp, split, which), model,
-                           retrained.model, exp.data_seed)
+                           retrained, exp.data_seed)
         records.append(_record(exp, split, which, exp.data_seed, exp.recipe.to_dict(), seconds, metrics,
                                retrained.seconds))
     return records
@@ -204,14 +220,3 @@ def check_methods(methods: Sequence[str] | None, seeds: Sequence[int] | Mapping[
                                                          for s in seed_list):
             raise TypeError(f"seeds must be a list of integers (or a dict of such lists by method), got {seeds!r}")
     return list(methods)
-
-
-def summarize(table: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of each metric, one row per (setting, method), as
-    ``<metric>`` and ``<metric>_std`` columns (std is NaN for a single seed)."""
-    keys = [k for k in ("dataset", "setting", "split", "method") if k in table]
-    metrics = metrics or tuple(c for c in METRIC_ORDER + ("seconds", "rte_vs_retrain", "avg_gap") if c in table)
-    grouped = table.groupby(keys, sort=False)[list(metrics)]
-    mean, std = grouped.mean(), grouped.std()
-    out = mean.join(std.add_suffix("_std"))
-    return out[[c for m in metrics for c in (m, f"{m}_std")]].reset_index()

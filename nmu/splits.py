@@ -111,7 +111,7 @@ def random_split(labels: torch.Tensor | np.ndarray, fraction: float, seed: int) 
     rng = np.random.default_rng(seed)
     forget = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: round(fraction * np.sum(y == c))]
                              for c in np.unique(y)])
-    return _complement("random", forget, len(y), f"random {fraction:.0%} (class-balanced, seed {seed})")
+    return _complement("random", forget, len(y), f"random {fraction:.0%} (class-balanced)")
 
 
 def hardest_split(scores: torch.Tensor | np.ndarray, fraction: float) -> Split:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nmu.data import Dataset
-from nmu.metrics import (Outputs, avg_gap, entropy_mia, evaluate, kl_avg, kl_from_logits,
+from nmu.metrics import (Outputs, ReferenceLogits, avg_gap, entropy_mia, evaluate, kl_avg, kl_from_logits,
                          loss_attack_accuracy, records_to_frame, svc_forget_efficacy)
 from nmu.splits import Split, class_split, subclass_split
 from nmu.train import accuracy
@@ -93,6 +93,36 @@ def test_svc_forget_efficacy_separable_and_seeded():
     rng = np.random.default_rng(1)
     r, t, f = (outputs(rng.normal(0, 2, (n, 4))) for n in (300, 100, 50))
     assert svc_forget_efficacy(r, t, f, seed=3) == svc_forget_efficacy(r, t, f, seed=3)
+
+
+def test_svc_is_fitted_on_at_most_per_side_of_each_set(monkeypatch):
+    import nmu.metrics as metrics
+
+    fitted = []
+    real_svc = metrics.SVC
+    monkeypatch.setattr(metrics, "SVC", lambda **kw: fitted.append(kw) or _Recording(real_svc(**kw), fitted))
+    rng = np.random.default_rng(0)
+    r, t, f = (outputs(rng.normal(0, 2, (n, 4))) for n in (300, 200, 50))
+    svc_forget_efficacy(r, t, f, per_side=40)
+    svc_forget_efficacy(r, t, f, per_side=None)
+    assert fitted[1] == 80 and fitted[3] == 400  # 40 + 40; then the smaller set's size, 200, a side
+    with pytest.raises(ValueError, match="per_side must be a positive"):
+        svc_forget_efficacy(r, t, f, per_side=0)
+
+
+class _Recording:
+    """An SVC that records the size of the set it is fitted on."""
+
+    def __init__(self, svc, log):
+        self.svc, self.log = svc, log
+
+    def fit(self, x, y):
+        self.log.append(len(x))
+        self.svc.fit(x, y)
+        return self
+
+    def predict(self, x):
+        return self.svc.predict(x)
 
 
 def test_loss_attack_at_chance_on_one_distribution_and_perfect_when_separable():
@@ -192,6 +222,8 @@ def test_evaluate_sample_wise_has_no_class_keys_and_kl_with_retrained():
     assert list(rec) == BASE_KEYS + ["kl_forget", "kl_test"]
     assert rec["acc_forget"] == pytest.approx(100 / 3) and rec["acc_retain"] == 80.0
     assert rec["kl_forget"] == 0.0 and rec["kl_test"] == 0.0
+    # the retrained model's logits, computed once for a whole table of runs, give the same record
+    assert evaluate(TOY_MODEL, data, split, retrained=ReferenceLogits.of(TOY_MODEL, data, split)) == rec
 
 
 def test_evaluate_rejects_bad_splits():

@@ -63,19 +63,6 @@ def test_run_setting_records_and_resumes(smoke):
     assert record["acc_forget"] == natmu.iloc[0]["acc_forget"] and not model.training
 
 
-def test_summarize_averages_over_seeds():
-
-
-    from nmu.runs import summarize
-
-    runs = pd.DataFrame({"setting": ["random"] * 3, "split": ["s"] * 3, "method": ["retrain", "natmu", "natmu"],
-                         "seed": [0, 0, 1], "acc_forget": [80.0, 70.0, 74.0], "avg_gap": [0.0, 3.0, 5.0]})
-    s = summarize(runs).set_index("method")
-    assert s.loc["natmu", "acc_forget"] == 72.0 and s.loc["natmu", "avg_gap"] == 4.0
-    assert s.loc["natmu", "avg_gap_std"] == pytest.approx(2 ** 0.5) and pd.isna(s.loc["retrain", "avg_gap_std"])
-    assert list(s.columns) == ["setting", "split", "acc_forget", "acc_forget_std", "avg_gap", "avg_gap_std"]
-
-
 def test_a_code_edit_recomputes_exactly_what_it_depends_on(smoke, monkeypatch):
     """Editing a baseline recomputes that method's runs (not NatMU's, not the trained models);
     editing the metrics recomputes only metric records; editing the trainer changes the models' keys."""

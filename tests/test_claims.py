@@ -1,0 +1,56 @@
+"""The claims table: one rule turns paired comparisons into holds / partly / does not."""
+
+import pandas as pd
+
+from nmu.claims import claims_table, hyperparameter_robustness, over_forgetting, run_time, verdict
+
+
+def pairs(*cis):
+    return pd.DataFrame([{"diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi} for lo, hi in cis])
+
+
+def test_verdict_rule():
+    assert verdict(pairs((-3, -1), (-2, -0.5))) == "holds"
+    assert verdict(pairs((-3, -1), (-2, 0.5))) == "partly"          # ahead in both, one not resolved
+    assert verdict(pairs((-3, -1), (0.5, 2))) == "does not"         # a rival resolved better
+    assert verdict(pairs((-3, 1), (-1, 2), (-0.5, 3))) == "does not"  # ahead on average in 1 of 3
+    assert verdict(pairs()) == "not measured"
+
+
+def runs_table(natmu_gap, rl_gap, natmu_forget, rl_forget, natmu_rte=0.05):
+    """Sample-wise runs, three experiment seeds: retrain (acc_forget 80), natmu and rl."""
+    rows = []
+    for s in range(3):
+        common = {"dataset": "cifar10", "setting": "random", "split": "random 10%", "exp_seed": s, "seed": 0}
+        rows += [{**common, "method": "retrain", "avg_gap": 0.0, "acc_forget": 80.0, "mia_entropy": 60.0,
+                  "rte_vs_retrain": 1.0},
+                 {**common, "method": "natmu", "avg_gap": natmu_gap[s], "acc_forget": natmu_forget[s],
+                  "mia_entropy": 61.0, "rte_vs_retrain": natmu_rte},
+                 {**common, "method": "rl", "avg_gap": rl_gap[s], "acc_forget": rl_forget[s], "mia_entropy": 40.0,
+                  "rte_vs_retrain": natmu_rte}]
+    return pd.DataFrame(rows)
+
+
+def test_claims_table_follows_the_runs_whichever_way_they_come_out():
+    good = claims_table(runs_table([1.0, 1.2, 0.9], [5.0, 6.0, 5.5], [79, 81, 78], [50, 55, 52])).set_index("claim")
+    assert good.iloc[0]["verdict"] == "holds" and good.iloc[0]["where it fails"] == "none"
+    over = over_forgetting(runs_table([1.0, 1.2, 0.9], [5.0, 6.0, 5.5], [79, 81, 78], [50, 55, 52]))
+    assert set(over["metric"]) == {"gap_acc_forget", "gap_mia_entropy"} and (over["ci_high"] < 0).all()
+    assert good.iloc[-1]["verdict"] == "holds"  # 5 % of the retrain's time
+    bad = claims_table(runs_table([5.0, 6.0, 5.5], [1.0, 1.2, 0.9], [50, 55, 52], [79, 81, 78], natmu_rte=0.6))
+    assert bad.iloc[0]["verdict"] == "does not" and "rl" in bad.iloc[0]["where it fails"]
+    assert bad.iloc[-1]["verdict"] == "does not"
+    times = run_time(runs_table([1.0] * 3, [2.0] * 3, [80] * 3, [80] * 3, natmu_rte=0.3))
+    assert times.iloc[0]["mean"] == 0.3 and times.iloc[0]["n"] == 3
+
+
+def test_hyperparameter_robustness_ranks_methods_by_their_median_over_the_grid():
+    search = pd.DataFrame([{"family": "random", "method": m, "config": str(i), "exp_seed": 100, "avg_gap": g}
+                           for m, gaps in (("natmu", (1, 2, 3)), ("rl", (0.5, 5, 9)), ("ssd", (0, 0, 0)))
+                           for i, g in enumerate(gaps)])
+    table = hyperparameter_robustness(search).set_index("method")
+    assert "ssd" not in table.index  # not a relabeling method
+    assert table.loc["natmu", "median"] == 2 and table.loc["natmu", "rank_by_median"] == 1
+    assert table.loc["rl", "best"] == 0.5 and table.loc["rl", "worst"] == 9
+    with_search = claims_table(runs_table([1.0] * 3, [2.0] * 3, [80] * 3, [80] * 3), search)
+    assert with_search["claim"].str.startswith("Robust").any()
