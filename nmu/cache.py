@@ -86,16 +86,14 @@ def code_digest(*modules: str) -> str:
 
 
 def _code(source: str) -> str:
-    """``source`` re-printed from its syntax tree, without comments and docstrings (a string
-    expression statement anywhere is one: a module's, a function's, or an attribute's below it)."""
+    """``source`` re-printed from its syntax tree, without comments and docstrings."""
     tree = ast.parse(source)
     for node in ast.walk(tree):
-        for field in ("body", "orelse", "finalbody"):
-            body = getattr(node, field, None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-                kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
-                                                and isinstance(s.value.value, str))]
-                setattr(node, field, kept or [ast.Pass()])
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
     return ast.unparse(tree)
 
 
