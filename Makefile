@@ -73,7 +73,8 @@ $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 
 # The hyperparameter search that set the profile's presets (nmu/presets.yaml): every method's grid
 # (notebooks/params/search-$(PROFILE).yaml) on validation experiments, into $(RESULTS)/search/, whose
-# presets.yaml is what nmu/presets.yaml holds. Not part of `figures` (quick: 180 runs, about 80 min).
+# presets.yaml is what nmu/presets.yaml holds. Not part of `figures` (quick: 6 models and 180 runs,
+# 130 min on the 2-core CPU; results/README.md).
 search: $(STAMP) | data
 	$(call papermill,notebooks/search.ipynb,search,)
 
