@@ -13,7 +13,7 @@ SHARED_DATA ?= ../shared/data
 EXECUTOR ?= inline
 export NMU_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data figures smoke search plan test bench lab clean clean-cache
+.PHONY: venv data figures smoke search plan test bench paper-check lab clean clean-cache
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -39,6 +39,13 @@ test: $(STAMP)
 # Training throughput of nmu's trainer vs a torchvision DataLoader + PIL pipeline (not a test).
 bench: $(STAMP) data
 	$(PY) bench/train_throughput.py
+
+# Paper scale on one GPU (bench/paper_check.py): trainer throughput vs a reference-style pipeline, the
+# original and retrained VGG-16-BN on CIFAR-10 (100 epochs each, side by side on the GPU), then NatMU,
+# RL, SalUn and more with the paper presets, each stage's files in results/paper/check/ as it ends.
+# cuDNN in benchmark mode (faster, not bitwise reproducible; recorded). ARGS: e.g. --budget-s 540.
+paper-check: $(STAMP) | data
+	NMU_CUDNN=benchmark $(PY) bench/paper_check.py --out results/paper/check $(ARGS)
 
 # Every notebook, executed by papermill into $(RESULTS)/ (figures PNG+PDF, tables MD+CSV,
 # manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).

@@ -30,6 +30,8 @@ from nmu.train import Recipe, default_device, fit, resolve_precision
 class PILDataset(torch.utils.data.Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
         self.images = images.permute(0, 2, 3, 1).numpy()  # HWC uint8, as torchvision's CIFAR10 keeps them
+        if self.images.shape[-1] == 1:  # grey images: PIL wants them (H, W)
+            self.images = self.images[..., 0]
         self.labels = labels.tolist()
         self.transform = transform
 

@@ -47,8 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmu.train import (LossFn, Recipe, augment, check_finite, finite_check_every, lr_factor, make_optimizer,
-                       shuffled_batches, steps_per_epoch)
+from nmu.train import (LossFn, Recipe, augment, check_finite, finite_check_every, lr_factor, make_generator,
+                       make_optimizer, set_cudnn, shuffled_batches, steps_per_epoch)
 from nmu.unlearn import Task, frozen, register
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -365,10 +365,8 @@ def scrub(task: Task, *, lr: float = 5e-4, weight_decay: float = 5e-4, epochs: i
     total = min(max_epochs, epochs) * steps[0] + epochs * steps[1]
     optimizer = make_optimizer(model.parameters(), recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, max(steps)))
-    generator = torch.Generator().manual_seed(task.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    generator = make_generator(task.seed, device)
+    set_cudnn(device)
 
     done = [0]  # optimiser steps so far
     check_every = finite_check_every(device)  # no per-step host sync on a GPU
@@ -391,10 +389,10 @@ def scrub(task: Task, *, lr: float = 5e-4, weight_decay: float = 5e-4, epochs: i
     for epoch in range(epochs):
         if epoch < max_epochs:
             for idx in shuffled_batches(len(x_f), fbs, generator):
-                step(x_f[idx.to(device)], lambda s, t: scrub_max_loss(s, t, temperature))
+                step(x_f[idx], lambda s, t: scrub_max_loss(s, t, temperature))
         for idx in shuffled_batches(len(x_r), batch_size, generator):
-            y = y_r[idx.to(device)]
-            step(augment(x_r[idx.to(device)], pad, True, generator),
+            y = y_r[idx]
+            step(augment(x_r[idx], pad, True, generator),
                  lambda s, t, y=y: scrub_min_loss(s, t, y, temperature, alpha, gamma))
     return model.eval()
 

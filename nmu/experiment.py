@@ -24,7 +24,7 @@ from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
 from nmu.splits import Split, class_split, hardest_split, random_split, subclass_split
-from nmu.train import FitResult, default_device, fit, resolve_precision
+from nmu.train import FitResult, Recipe, cudnn_mode, default_device, fit, resolve_precision
 
 TRAINING_CODE = ("nmu.data", "nmu.experiment", "nmu.models", "nmu.train")
 """The modules whose code determines a trained model: part of its cache key (:func:`code_digest`)."""
@@ -46,7 +46,7 @@ class Experiment:
                  seed: int = 0, *, init_seed: int | None = None, data_seed: int | None = None,
                  split_seed: int | None = None, root: str | Path | None = None,
                  device: str | torch.device | None = None, precision: str = "auto", progress: bool = True,
-                 executor: str | dict = "inline"):
+                 executor: str | dict = "inline", recipe: Recipe | dict | None = None):
         self.profile = get_profile(profile)
         self.dataset_name = dataset or self.profile.dataset
         self.root = Path(root) if root is not None else None
@@ -55,7 +55,8 @@ class Experiment:
         if per_class is not None:
             self.data = subsample(self.data, per_class)
         self.arch = arch or self.profile.arch_for(self.data.name)
-        self.recipe = self.profile.recipe_for(self.data.name)
+        self.recipe = Recipe(**recipe) if isinstance(recipe, dict) else recipe or self.profile.recipe_for(self.data.name)
+        """Original training and retraining: the profile's for this dataset unless ``recipe`` is given."""
         self.init_seed = seed if init_seed is None else init_seed
         self.data_seed = seed if data_seed is None else data_seed
         self.split_seed = seed if split_seed is None else split_seed
@@ -110,12 +111,13 @@ class Experiment:
     def cache_fields(self, kind: str, split: Split | None = None) -> dict:
         """Everything that determines a ``kind`` model of this experiment (its checkpoint key). On a CPU
         that includes the intra-op thread count: floating-point reductions, hence the trained
-        weights, differ between thread counts. ``code`` is the digest of :data:`TRAINING_CODE`."""
+        weights, differ between thread counts; on a GPU, the cuDNN mode (:func:`nmu.train.cudnn_mode`).
+        ``code`` is the digest of :data:`TRAINING_CODE`."""
         return {"kind": kind, "dataset": self.data.name, "data": self.data_fingerprint, "arch": self.arch,
                 "recipe": self.recipe.to_dict(), "init_seed": self.init_seed, "data_seed": self.data_seed,
                 "split": split.checksum if split is not None else None, "precision": self.precision,
                 "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
-                "code": code_digest(*TRAINING_CODE)}
+                "cudnn": cudnn_mode() if self.device.type == "cuda" else None, "code": code_digest(*TRAINING_CODE)}
 
     def checkpoint(self, kind: str, split: Split | None = None) -> Path:
         """Where the ``original`` / ``retrain`` checkpoint of this experiment lives (trained or not)."""

@@ -260,6 +260,7 @@ def plan(exp: Experiment, groups: Sequence[tuple[Split, Sequence[tuple[str, int,
     and without duplicates."""
     base = {"profile": exp.profile, "dataset": exp.dataset_name, "arch": exp.arch, "init_seed": exp.init_seed,
             "data_seed": exp.data_seed, "split_seed": exp.split_seed, "precision": exp.precision,
+            "recipe": exp.recipe.to_dict(),
             "root": str(exp.root if exp.root is not None else data_root())}
     models: list[JobSpec] = []
     runs: list[JobSpec] = []

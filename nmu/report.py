@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from nmu.storage import atomic_write, process_alive
+from nmu.train import cudnn_mode
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotlib", "seaborn", "papermill")
 
@@ -60,7 +61,19 @@ def _small(column: pd.Series) -> bool:
     return bool(((values > 0) & (values < 0.005)).any())
 
 
+def environment() -> dict[str, Any]:
+    """Where a result was computed: git commit, package versions, Python, device, torch threads (and
+    on a GPU the cuDNN mode, :func:`nmu.train.cudnn_mode`)."""
+    return {"git_commit": _git_commit(), "packages": _versions(), "python": platform.python_version(),
+            "device": _device(), "torch_threads": torch.get_num_threads(),
+            **({"cudnn": cudnn_mode()} if torch.cuda.is_available() else {})}
+
+
 def _git_commit() -> str:
+    """The checkout's commit (``-dirty`` if its code differs), or ``$NMU_GIT_COMMIT`` where set (a copy
+    of the tree without its git folder, e.g. on a remote machine), else ``unknown``."""
+    if os.environ.get("NMU_GIT_COMMIT"):
+        return os.environ["NMU_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent, timeout=10)
@@ -203,9 +216,7 @@ class Report:
     def finish(self, **extra: Any) -> None:
         """Write ``manifest.json`` (commit, packages, device, threads, parameters, wall time) and put
         this run's folder in place of ``out_dir``."""
-        body = {"notebook": self.notebook, "parameters": self.parameters, "git_commit": _git_commit(),
-                "packages": _versions(), "python": platform.python_version(), "device": _device(),
-                "torch_threads": torch.get_num_threads(),
+        body = {"notebook": self.notebook, "parameters": self.parameters, **environment(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.start)),
                 "wall_seconds": round(time.time() - self.start, 1), **extra}
         atomic_write(self.work / "manifest.json",

@@ -2,8 +2,10 @@
 
 The whole dataset stays a uint8 tensor on the model's device; each step gathers a batch, applies
 random crop + horizontal flip as one batched index operation (no PIL, no worker processes), and
-runs the model in bf16 autocast with channels_last where the hardware supports it.
-Same seed, same device and thread count -> bitwise-identical weights. A run whose loss turns NaN
+runs the model in bf16 autocast with channels_last where the hardware supports it. On a GPU the batch
+order and augmentation are drawn there too (a CUDA generator), the optimiser is fused, and no step
+waits for the host. Same seed, same device and thread count -> bitwise-identical weights (on a GPU
+with the default ``NMU_CUDNN=deterministic``; :func:`cudnn_mode`). A run whose loss turns NaN
 or infinite stops with :class:`NonFiniteLossError` (checked every step on the CPU, every
 :data:`FINITE_CHECK_EVERY` steps on a GPU so that no step waits for the device).
 """
@@ -11,6 +13,7 @@ or infinite stops with :class:`NonFiniteLossError` (checked every step on the CP
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +27,8 @@ from tqdm.auto import tqdm
 from nmu.storage import progress_enabled
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""``loss_fn(model, x, y, idx) -> per-sample losses (B,)``; ``idx`` indexes the training tensors."""
+"""``loss_fn(model, x, y, idx) -> per-sample losses (B,)``; ``idx`` (on the training device) indexes
+the training tensors."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,34 @@ def finite_check_every(device: torch.device) -> int:
     return 1 if device.type == "cpu" else max(FINITE_CHECK_EVERY, 1)
 
 
+CUDNN_MODES = ("deterministic", "benchmark")
+
+
+def cudnn_mode() -> str:
+    """How :func:`fit` sets cuDNN on a GPU, from the environment variable ``NMU_CUDNN``:
+    ``"deterministic"`` (the default: bitwise-reproducible weights) or ``"benchmark"`` (cuDNN times
+    its kernels and keeps the fastest: faster, not bitwise reproducible). Part of a GPU model's
+    cache key (:meth:`nmu.experiment.Experiment.cache_fields`)."""
+    mode = os.environ.get("NMU_CUDNN", "deterministic")
+    if mode not in CUDNN_MODES:
+        raise ValueError(f"NMU_CUDNN={mode!r}: use one of {list(CUDNN_MODES)} (unset = deterministic)")
+    return mode
+
+
+def set_cudnn(device: torch.device) -> None:
+    """Apply :func:`cudnn_mode` where ``device`` is a GPU (nothing to do on a CPU)."""
+    if device.type == "cuda":
+        benchmark = cudnn_mode() == "benchmark"
+        torch.backends.cudnn.benchmark = benchmark
+        torch.backends.cudnn.deterministic = not benchmark
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The random stream of a training run: on the GPU for a GPU run (no host-to-device copy per
+    step), else on the CPU."""
+    return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -132,23 +164,24 @@ def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generato
             keep: torch.Tensor | None = None) -> torch.Tensor:
     """Random crop (zero padding ``padding``) and horizontal flip of a batch, as one gather.
 
-    Works on any dtype (uint8 included) and device; random draws come from ``generator`` (CPU).
-    Rows where ``keep`` is True are returned unchanged.
+    Works on any dtype (uint8 included) and device; random draws come from ``generator`` (on its
+    device: :func:`make_generator`). Rows where ``keep`` is True are returned unchanged.
     """
     b, c, h, w = x.shape
+    g = generator.device
     if padding:
         x = F.pad(x, (padding, padding, padding, padding))
-        oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-        ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+        oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=g)
+        ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=g)
     else:
-        oy = ox = torch.zeros(b, dtype=torch.long)
-    flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+        oy = ox = torch.zeros(b, dtype=torch.long, device=g)
+    flips = torch.rand(b, generator=generator, device=g) < 0.5 if flip else torch.zeros(b, dtype=torch.bool, device=g)
     if keep is not None:
-        keep = keep.cpu()
+        keep = keep.to(g)
         oy, ox = torch.where(keep, padding, oy), torch.where(keep, padding, ox)
         flips = flips & ~keep
-    rows = oy[:, None] + torch.arange(h)
-    cols = ox[:, None] + torch.arange(w)
+    rows = oy[:, None] + torch.arange(h, device=g)
+    cols = ox[:, None] + torch.arange(w, device=g)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
     dev = x.device
     return x[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
@@ -169,10 +202,13 @@ def lr_factor(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int)
 
 
 def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD or AdamW as ``recipe`` says; fused (one kernel for all parameters) when they are on a GPU."""
     params = [p for p in params if p.requires_grad]
+    fused = True if params and params[0].is_cuda else None  # None: PyTorch's choice (foreach) on a CPU
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                               fused=fused)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=fused)
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
@@ -182,8 +218,9 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
 
 
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch of shuffled index batches (the order every training loop here uses)."""
-    order = torch.randperm(n, generator=generator).split(batch_size)
+    """One epoch of shuffled index batches (the order every training loop here uses), on the
+    generator's device."""
+    order = torch.randperm(n, generator=generator, device=generator.device).split(batch_size)
     # A final batch of one sample breaks BatchNorm in training mode: leave it out of this epoch.
     return list(order[:-1]) if len(order) > 1 and len(order[-1]) == 1 else list(order)
 
@@ -211,20 +248,18 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
         raise ValueError(f"need as many labels as images (and at least one): {len(images)} vs {len(labels)}")
     device = torch.device(device) if device is not None else default_device()
     amp = resolve_precision(precision, device) == "bf16"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    set_cudnn(device)
     model.to(device=device, memory_format=torch.channels_last)
     data, targets = images.to(device), labels.to(device)
-    keep = no_augment.to(torch.bool) if no_augment is not None else None
+    keep = no_augment.to(device=device, dtype=torch.bool) if no_augment is not None else None
     loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed, device)
     optimizer = make_optimizer(model.parameters(), recipe)
     per_epoch = steps_per_epoch(len(data), recipe.batch_size)
     total = per_epoch * recipe.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, per_epoch))
-    loss_sum = torch.zeros(len(data)) if record_losses else None
-    seen = torch.zeros(len(data)) if record_losses else None
+    loss_sum = torch.zeros(len(data), device=device) if record_losses else None
+    seen = torch.zeros(len(data), device=device) if record_losses else None
     # First step whose mean loss was not finite (-1: none yet), kept on the device and read every
     # `check_every` steps, so that a GPU is not made to wait for each step's loss.
     check_every = finite_check_every(device)
@@ -244,11 +279,12 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     try:
         for epoch in range(recipe.epochs):
             for idx in shuffled_batches(len(data), recipe.batch_size, generator):
-                x = augment(data[idx.to(device)], recipe.crop_padding, recipe.flip, generator,
+                idx = idx.to(device)  # already there unless a CPU generator feeds a GPU run
+                x = augment(data[idx], recipe.crop_padding, recipe.flip, generator,
                             keep=None if keep is None else keep[idx])
                 x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    losses = loss_fn(model, x, targets[idx.to(device)], idx).float()
+                    losses = loss_fn(model, x, targets[idx], idx).float()
                 loss = losses.mean()
                 if check_every == 1:
                     check_finite(loss, desc, step, optimizer.param_groups[0]["lr"], epoch=epoch + 1)
@@ -264,11 +300,11 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
                 scheduler.step()
                 n_images += len(idx)
                 if loss_sum is not None:
-                    loss_sum.index_add_(0, idx, losses.detach().cpu())
-                    seen.index_add_(0, idx, torch.ones(len(idx)))
+                    loss_sum.index_add_(0, idx, losses.detach())
+                    seen.index_add_(0, idx, torch.ones(len(idx), device=device))
                 step += 1
                 bar.update()
-                if not bar.disable and step % 25 == 0:
+                if not bar.disable and step % 25 == 0 and check_every == 1:  # (a GPU run shows no loss: no sync)
                     bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     finally:
         bar.close()
@@ -276,7 +312,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     model.eval()
-    sample_loss = loss_sum / seen.clamp(min=1) if loss_sum is not None else None
+    sample_loss = (loss_sum / seen.clamp(min=1)).cpu() if loss_sum is not None else None
     return FitResult(time.perf_counter() - start, total, n_images, sample_loss)
 
 

@@ -79,7 +79,7 @@ class Task:
         """Fine-tune ``self.model`` on the unlearning stream: D_r with crop + flip (unless ``retain`` is
         False) followed by ``extra_images`` / ``extra_labels``, shuffled together. Per-step cosine
         decay to 0, no warm-up. ``loss_fn(is_extra)`` builds the per-sample loss from the stream's
-        is-extra flags (indexed by each batch's ``idx``); default cross-entropy.
+        is-extra flags (on the task's device, indexed by each batch's ``idx``); default cross-entropy.
 
         ``optimizer``: ``"adamw"`` (the shared default) or ``"sgd"`` (momentum 0.9, for the baselines
         whose reference runs SGD: l1-sparse, Boundary Shrink). ``augment_extra``: give the extra
@@ -104,7 +104,7 @@ class Task:
                         optimizer=optimizer, momentum=0.9, schedule="cosine", crop_padding=self.crop_padding)
         fit(self.model, torch.cat(xs), torch.cat(ys), recipe, seed=self.seed,
             no_augment=None if augment_extra else is_extra,
-            loss_fn=loss_fn(is_extra) if loss_fn is not None else None, device=self.device,
+            loss_fn=loss_fn(is_extra.to(self.device)) if loss_fn is not None else None, device=self.device,
             precision=self.precision, progress=self.progress, desc=desc)
 
     def reset_head(self) -> None:

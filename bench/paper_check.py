@@ -1,0 +1,291 @@
+"""Paper scale on one GPU, in stages that each write their results as soon as they finish.
+
+    make paper-check                                   # a GPU machine: CIFAR-10, VGG-16-BN, 100 epochs
+    python bench/paper_check.py --tiny --out /tmp/pc   # the same stages in seconds on a CPU (the tests run it)
+
+0. ``environment.json`` (device, versions, cuDNN mode, commit) and ``throughput.csv``: nmu's trainer
+   against a reference-style pipeline (torchvision DataLoader + PIL transforms, fp32, worker processes)
+   on VGG-16-BN and ResNet-18, batch 128 (``bench/train_throughput.py``), and the ratio.
+1-2. ``models.csv``: the original model and the retrained model of a random 10 % forget set, the
+   profile's recipe (``paper``: 100 epochs), trained side by side on the one GPU by the ``local``
+   executor (two jobs share the checkpoint cache under its locks), or one after the other
+   (``--sequential``); seconds per epoch and accuracies.
+3. ``unlearning.csv`` / ``.md``: NatMU, RL and SalUn, then the other methods while ``--budget-s``
+   allows, with the profile's presets; every metric, Avg. Gap and run time as a fraction of the retrain's.
+``summary.md`` puts the numbers the paper is compared on in one page (:func:`summary`).
+
+Models and runs go to the checkpoint cache (``$NMU_DATA``), so a rerun after a time-out resumes.
+The cuDNN mode comes from ``NMU_CUDNN`` (:func:`nmu.train.cudnn_mode`; ``make paper-check`` sets
+``benchmark``) and is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import nmu_images_per_second, reference_images_per_second  # noqa: E402
+
+from nmu import jobs  # noqa: E402
+from nmu.data import load_dataset  # noqa: E402
+from nmu.experiment import Experiment  # noqa: E402
+from nmu.metrics import avg_gap  # noqa: E402
+from nmu.models import build_model  # noqa: E402
+from nmu.profiles import get_profile  # noqa: E402
+from nmu.report import environment, save_table  # noqa: E402
+from nmu.runs import reference_records, unlearned  # noqa: E402
+from nmu.storage import atomic_write  # noqa: E402
+from nmu.train import Recipe, accuracy, default_device, resolve_precision  # noqa: E402
+
+REFERENCE_RETRAIN = {"acc_test": 93.12, "acc_retain": 99.94, "acc_forget": 93.20, "mia_entropy": 80.80}
+"""The reference code's retrain row, CIFAR-10 VGG-16 random 10 % (docs/method.md, "Reference numbers");
+its MIA is its own entropy attack, which differs from nmu's (Song & Mittal's, docs/method.md)."""
+FIRST_METHODS = ("natmu", "rl", "salun")
+MORE_METHODS = ("ft", "l1sparse", "badteacher", "scrub", "bs", "ssd", "ga")
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    dataset: str
+    fraction: float
+    bench_archs: tuple[str, ...]
+    bench_steps: int
+    bench_warmup: int
+
+
+PAPER = Config("paper", "cifar10", 0.1, ("vgg16_bn", "resnet18"), bench_steps=300, bench_warmup=30)
+TINY = Config("smoke", "digits", 0.1, ("tinycnn",), bench_steps=3, bench_warmup=1)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def write_json(path: Path, body: dict) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(body, indent=2, default=str) + "\n"))
+
+
+def stage_environment(cfg: Config, out: Path, device: torch.device) -> dict:
+    """Stage 0a: what runs where, written first so that even a failed run says it."""
+    body = {"config": cfg.__dict__, "cudnn": None, **environment(), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), "precision": resolve_precision("auto", device)}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        body |= {"gpu": props.name, "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+                 "multiprocessors": props.multi_processor_count}
+    write_json(out / "environment.json", body)
+    log(f"environment: {body['device']}, torch {torch.__version__}, cuDNN {body['cudnn']}, commit {body['git_commit']}")
+    return body
+
+
+def stage_throughput(cfg: Config, out: Path, device: torch.device, workers: int) -> pd.DataFrame:
+    """Stage 0b: images/s of nmu's trainer and of the reference-style pipeline on the same data."""
+    data = load_dataset(cfg.dataset)
+    recipe = Recipe(epochs=1, lr=0.05, batch_size=128, weight_decay=5e-4, schedule="constant",
+                    crop_padding=get_profile(cfg.profile).recipe_for(cfg.dataset).crop_padding)
+    need = (cfg.bench_warmup + cfg.bench_steps) * recipe.batch_size
+    reps = -(-need // len(data.train_labels))
+    images, labels = data.train_images.repeat(reps, 1, 1, 1)[:need], data.train_labels.repeat(reps)[:need]
+    rows = []
+    for arch in cfg.bench_archs:
+        def model():
+            return build_model(arch, data.num_classes, data.mean, data.std, seed=0)
+        start = time.perf_counter()
+        ref = reference_images_per_second(model(), images, labels, data.mean, data.std, recipe, device,
+                                          cfg.bench_steps, cfg.bench_warmup, workers)
+        ours = nmu_images_per_second(model(), images, labels, recipe, device, cfg.bench_steps, cfg.bench_warmup,
+                                     resolve_precision("auto", device))
+        rows.append({"arch": arch, "batch_size": recipe.batch_size, "steps": cfg.bench_steps,
+                     "reference_images_per_s": ref, "nmu_images_per_s": ours, "ratio": ours / ref,
+                     "reference_workers": workers, "seconds": time.perf_counter() - start})
+        log(f"throughput {arch}: reference {ref:,.0f} images/s, nmu {ours:,.0f} images/s, ratio {ours / ref:.2f}x")
+    table = pd.DataFrame(rows)
+    save_table(table, out, "throughput")
+    return table
+
+
+SIDE_BY_SIDE_SPEEDUP = 1.2
+"""Assumed images/s of two trainings side by side on one GPU over one alone (for the ETA only)."""
+STAGE3_RESERVE_S = 90.0
+"""Time kept for stage 3 (NatMU, RL, SalUn and their evaluation) when stages 1-2 are fitted to a budget."""
+
+
+def train_epochs(exp: Experiment, ips: float | None, seconds_left: float) -> int:
+    """The recipe's epochs, or fewer if stage 0's throughput ``ips`` (images/s of one training) says that
+    both trainings would not end ``STAGE3_RESERVE_S`` before the budget does (at least 1)."""
+    epochs = exp.recipe.epochs
+    if not ips or seconds_left == float("inf"):
+        return epochs
+    speed = ips * (1 if exp.executor == "inline" else SIDE_BY_SIDE_SPEEDUP)
+    images_per_epoch = 2 * len(exp.data.train_labels)  # original + retrain (a little less)
+    fits = int((seconds_left - STAGE3_RESERVE_S) * speed / images_per_epoch)
+    return max(1, min(epochs, fits))
+
+
+def stage_models(exp: Experiment, split, out: Path, ips: float | None, recipe_epochs: int) -> pd.DataFrame:
+    """Stages 1-2: the original and the retrained model (cached), trained as jobs side by side where
+    ``exp.executor`` is ``local``, else one after the other. ``recipe_epochs``: the profile's, recorded
+    beside the epochs trained (fewer where :func:`train_epochs` shortened them)."""
+    sequential = exp.executor == "inline"
+    epochs = exp.recipe.epochs
+    if ips:
+        speed = ips * (1 if sequential else SIDE_BY_SIDE_SPEEDUP)
+        eta = 2 * epochs * len(exp.data.train_labels) / speed
+        log(f"training original and retrain, {epochs} epochs each, {'one after the other' if sequential else 'side by side'}: "
+            f"ETA about {eta / 60:.1f} min (stage 0's nmu throughput)")
+    start = time.perf_counter()
+    if exp.executor != "inline":
+        jobs.compute_missing(exp, [(split, [], False)])
+    rows = []
+    for kind in ("original", "retrain"):
+        trained = exp.original() if kind == "original" else exp.retrain(split)
+        images = len(exp.data.train_labels) if kind == "original" else len(split.retain)
+        retain_x, retain_y = split.retain_set(exp.data)
+        forget_x, forget_y = split.forget_set(exp.data)
+        rows.append({"model": kind, "arch": exp.arch, "epochs": epochs, "recipe_epochs": recipe_epochs,
+                     "train_images": images,
+                     "side_by_side": not sequential, "seconds": trained.seconds,
+                     "seconds_per_epoch": trained.seconds / max(epochs, 1), "was_cached": trained.was_cached,
+                     "acc_test": accuracy(trained.model, exp.data.test_images, exp.data.test_labels),
+                     "acc_retain": accuracy(trained.model, retain_x, retain_y),
+                     "acc_forget": accuracy(trained.model, forget_x, forget_y)})
+        log(f"{kind}: {trained.seconds:.0f} s ({trained.seconds / max(epochs, 1):.2f} s/epoch), "
+            f"test {rows[-1]['acc_test']:.2f} %, forget {rows[-1]['acc_forget']:.2f} %")
+    log(f"stages 1-2 took {time.perf_counter() - start:.0f} s")
+    table = pd.DataFrame(rows)
+    save_table(table, out, "models")
+    return table
+
+
+def stage_unlearning(exp: Experiment, split, out: Path, methods: list[str], deadline: float) -> pd.DataFrame:
+    """Stage 3: the reference rows, then each method while the time left allows one more run (as
+    long as the slowest so far, with half again as margin)."""
+    gold, original = reference_records(exp, split)
+    records, slowest = [gold, original], 0.0
+    for method in methods:
+        left = deadline - time.time()
+        if method not in FIRST_METHODS and left < 1.5 * slowest:
+            log(f"stopping before {method}: {left:.0f} s left, a run took up to {slowest:.0f} s")
+            break
+        start = time.perf_counter()
+        try:
+            _, rec = unlearned(exp, split, method)
+        except Exception as err:  # noqa: BLE001 -- one method's failure must not lose the others' rows
+            log(f"{method} failed: {traceback.format_exc()}")
+            records.append({"method": method, "failed": f"{type(err).__name__}: {err}"})
+            continue
+        slowest = max(slowest, time.perf_counter() - start)
+        records.append(rec)
+        for r in records:
+            r["avg_gap"] = float("nan") if "failed" in r else avg_gap(r, gold, split.kind)
+        log(f"{method}: Avg. Gap {rec['avg_gap']:.2f}, {rec['seconds']:.1f} s "
+            f"({100 * rec['rte_vs_retrain']:.1f} % of the retrain's time)")
+        save_unlearning(records, out)
+    if len(records) == 2:
+        save_unlearning(records, out)
+    return pd.DataFrame(records)
+
+
+def save_unlearning(records: list[dict], out: Path) -> None:
+    columns = ["method", "failed", "hparams", "seconds", "rte_vs_retrain", "avg_gap", "acc_test", "acc_retain", "acc_forget",
+               "mia_entropy", "mia_svc_forget_efficacy", "mia_loss_attack_acc", "kl_forget", "kl_test"]
+    table = pd.DataFrame(records)
+    save_table(table[[c for c in columns if c in table]], out, "unlearning")
+
+
+def summary(env: dict, throughput: pd.DataFrame | None, models: pd.DataFrame | None,
+            runs: pd.DataFrame | None, reference: dict[str, float] | None) -> str:
+    """The one-page report: throughput ratio, seconds per epoch, the retrained model against the
+    reference code's retrain row, NatMU vs RL vs SalUn, NatMU's time as a fraction of the retrain's."""
+    lines = [f"# Paper-scale check: {env['config']['profile']} profile, {env['config']['dataset']}", "",
+             f"- device: {env['device']}; torch {env['torch']} (CUDA {env['cuda']}); cuDNN mode: {env['cudnn']}; "
+             f"precision {env['precision']}; commit {env['git_commit']}", ""]
+    if throughput is not None:
+        lines += ["## Trainer throughput (batch 128)", ""]
+        lines += [f"- {r.arch}: nmu {r.nmu_images_per_s:,.0f} images/s vs reference-style {r.reference_images_per_s:,.0f} "
+                  f"images/s: **{r.ratio:.2f}x**" for r in throughput.itertuples()] + [""]
+    if models is not None:
+        lines += ["## Training", ""]
+        short = " (SHORTENED from the recipe's {} to fit the time budget)"
+        lines += [f"- {r.model}: {r.epochs} epochs{short.format(r.recipe_epochs) if r.epochs < r.recipe_epochs else ''}"
+                  f" in {r.seconds:.0f} s (**{r.seconds_per_epoch:.2f} s/epoch**"
+                  f"{', side by side with the other model' if r.side_by_side else ''}); test {r.acc_test:.2f} %, "
+                  f"retain {r.acc_retain:.2f} %, forget {r.acc_forget:.2f} %" for r in models.itertuples()] + [""]
+    if runs is not None and len(runs):
+        by = runs.set_index("method")
+        gold = by.loc["retrain"]
+        if reference is not None:
+            lines += ["## The retrained model against the reference code's retrain row (CIFAR-10, VGG-16, random 10 %)",
+                      "", "| | Acc D_t | Acc D_r | Acc D_f | MIA (entropy) |", "|---|---|---|---|---|",
+                      "| reference code | " + " | ".join(f"{v:.2f}" for v in reference.values()) + " |",
+                      "| nmu | " + " | ".join(f"{gold[k]:.2f}" for k in reference) + " |",
+                      "| nmu - reference | " + " | ".join(f"{gold[k] - v:+.2f}" for k, v in reference.items()) + " |",
+                      "", "nmu's CIFAR-10 is a JPEG re-encode of the original images, and its MIA is Song & Mittal's "
+                      "entropy attack, not the reference code's variant (docs/method.md).", ""]
+        lines += ["## Unlearning (random 10 % forget set; Avg. Gap to the retrained model)", ""]
+        for method in [m for m in by.index if m not in ("retrain", "original")]:
+            r = by.loc[method]
+            lines.append(f"- {method}: failed ({r.failed})" if isinstance(r.get("failed"), str) else
+                         f"- {method}: Avg. Gap **{r.avg_gap:.2f}**, {r.seconds:.1f} s = "
+                         f"{100 * r.rte_vs_retrain:.1f} % of the retrain's time")
+        lines += ["", "(`unlearning.md` holds every metric.)"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="folder for the stages' files")
+    ap.add_argument("--tiny", action="store_true", help="the smoke profile's digits and tiny CNN (CPU, seconds)")
+    ap.add_argument("--stages", default="0123", help="which stages to run (default all: 0123)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="seconds the whole check may take: stages 1-2 train fewer epochs (said and recorded) if "
+                         "stage 0's throughput says the recipe's would not fit, and stage 3 starts no method it "
+                         "expects to end later (NatMU, RL and SalUn always run)")
+    ap.add_argument("--sequential", action="store_true", help="train the two models one after the other")
+    ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                    help="DataLoader workers of the reference-style pipeline")
+    ap.add_argument("--methods", default=",".join(FIRST_METHODS + MORE_METHODS),
+                    help="stage 3's methods in order (NatMU, RL and SalUn always run)")
+    args = ap.parse_args(argv)
+    start = time.time()
+    deadline = start + args.budget_s if args.budget_s is not None else float("inf")
+    cfg = TINY if args.tiny else PAPER
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = default_device()
+    env = stage_environment(cfg, args.out, device)
+    throughput = models = runs = None
+    if "0" in args.stages:
+        throughput = stage_throughput(cfg, args.out, device, args.workers)
+    executor = "inline" if args.sequential else {"kind": "local", "max_concurrent": 2}
+    exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor)
+    split = exp.split("random", fraction=cfg.fraction)
+    recipe_epochs = exp.recipe.epochs
+    if "1" in args.stages or "2" in args.stages:
+        ips = None if throughput is None else float(throughput["nmu_images_per_s"].iloc[0])
+        epochs = train_epochs(exp, ips, deadline - time.time())
+        if epochs < recipe_epochs:
+            log(f"SHORTENED: {recipe_epochs} epochs of both models would not fit the time left; training {epochs} "
+                "epochs (the same schedule, scaled)")
+            exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor,
+                             recipe=exp.recipe.with_(epochs=epochs))
+        models = stage_models(exp, split, args.out, ips, recipe_epochs)
+    if "3" in args.stages:
+        runs = stage_unlearning(exp, split, args.out, [m for m in args.methods.split(",") if m], deadline)
+    atomic_write(args.out / "summary.md", lambda tmp: tmp.write_text(
+        summary(env, throughput, models, runs, None if args.tiny else REFERENCE_RETRAIN)))
+    log(f"done in {time.time() - start:.0f} s; {args.out}/summary.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""bench/paper_check.py, the staged paper-scale GPU check, in its tiny configuration on the CPU (so
+that it cannot rot between the sessions that have a GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def paper_check():
+    spec = importlib.util.spec_from_file_location("paper_check", REPO / "bench" / "paper_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["paper_check"] = module  # (dataclasses look their module up there)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_check_writes_every_stage(paper_check, tmp_path):
+    out = tmp_path / "check"
+    paper_check.main(["--tiny", "--out", str(out), "--budget-s", "0"])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "environment.json", "models.csv", "models.md", "summary.md", "throughput.csv", "throughput.md",
+        "unlearning.csv", "unlearning.md"]
+    env = json.loads((out / "environment.json").read_text())
+    assert env["config"]["profile"] == "smoke" and env["git_commit"] and env["precision"] in ("bf16", "fp32")
+    throughput = pd.read_csv(out / "throughput.csv")
+    assert list(throughput.arch) == ["tinycnn"] and (throughput.ratio > 0).all()
+    models = pd.read_csv(out / "models.csv")
+    assert list(models.model) == ["original", "retrain"] and models.side_by_side.all()
+    assert (models.seconds > 0).all() and models.train_images.tolist()[0] > models.train_images.tolist()[1]
+    runs = pd.read_csv(out / "unlearning.csv")
+    # a budget of 0 s stops stage 3 after the three methods that always run
+    assert list(runs.method) == ["retrain", "original", "natmu", "rl", "salun"]
+    assert runs.avg_gap.notna().all() and runs.avg_gap.iloc[0] == 0
+    summary = (out / "summary.md").read_text()
+    assert "natmu: Avg. Gap" in summary and "s/epoch" in summary and "x**" in summary
+    assert "reference code" not in summary  # the reference retrain row is CIFAR-10's: paper configuration only
+
+
+def test_a_failing_method_is_reported_and_the_others_run(paper_check, tmp_path, monkeypatch):
+    real = paper_check.unlearned
+
+    def flaky(exp, split, method, **kw):
+        if method == "rl":
+            raise RuntimeError("CUDA error: something")
+        return real(exp, split, method, **kw)
+
+    monkeypatch.setattr(paper_check, "unlearned", flaky)
+    out = tmp_path / "check"
+    paper_check.main(["--tiny", "--out", str(out), "--stages", "3", "--methods", "natmu,rl,salun,ga"])
+    runs = pd.read_csv(out / "unlearning.csv")
+    assert list(runs.method) == ["retrain", "original", "natmu", "rl", "salun", "ga"]
+    assert runs.set_index("method").failed.loc["rl"] == "RuntimeError: CUDA error: something"
+    assert runs.avg_gap.isna().tolist() == [False, False, False, True, False, False]
+    assert "- rl: failed (RuntimeError: CUDA error: something)" in (out / "summary.md").read_text()
+
+
+def test_summary_compares_the_retrain_row_with_the_reference_code(paper_check):
+    env = {"config": {"profile": "paper", "dataset": "cifar10"}, "device": "GPU", "torch": "2", "cuda": "13",
+           "cudnn": "benchmark", "precision": "bf16", "git_commit": "abc"}
+    runs = pd.DataFrame([{"method": "retrain", "acc_test": 92.0, "acc_retain": 100.0, "acc_forget": 92.5,
+                          "mia_entropy": 80.0, "avg_gap": 0.0, "seconds": 100.0, "rte_vs_retrain": 1.0},
+                         {"method": "natmu", "acc_test": 91.0, "acc_retain": 99.0, "acc_forget": 90.0,
+                          "mia_entropy": 78.0, "avg_gap": 1.5, "seconds": 5.0, "rte_vs_retrain": 0.05}])
+    text = paper_check.summary(env, None, None, runs, paper_check.REFERENCE_RETRAIN)
+    assert "| nmu - reference | -1.12 | +0.06 | -0.70 | -0.80 |" in text
+    assert "- natmu: Avg. Gap **1.50**, 5.0 s = 5.0 % of the retrain's time" in text
+
+
+def test_epochs_are_shortened_to_fit_the_budget(paper_check):
+    from nmu.experiment import Experiment
+
+    exp = Experiment("smoke", executor="inline")
+    n = len(exp.data.train_labels)
+    assert paper_check.train_epochs(exp, None, 10.0) == exp.recipe.epochs  # no throughput: no guess
+    assert paper_check.train_epochs(exp, 1e9, 1e4) == exp.recipe.epochs  # fits
+    # 3 epochs of both models fit in the time left after stage 3's reserve, at 1,000 images/s
+    left = paper_check.STAGE3_RESERVE_S + 3 * 2 * n / 1000 + 0.1
+    assert paper_check.train_epochs(exp, 1000.0, left) == 3
+    assert paper_check.train_epochs(exp, 1000.0, 0.0) == 1
+
+
+def test_shortened_models_are_trained_by_the_side_by_side_jobs(paper_check, tmp_path, monkeypatch):
+    monkeypatch.setattr(paper_check, "train_epochs", lambda exp, ips, left: 2)
+    out = tmp_path / "check"
+    paper_check.main(["--tiny", "--out", str(out), "--stages", "12"])
+    models = pd.read_csv(out / "models.csv")
+    assert models.epochs.tolist() == [2, 2] and models.recipe_epochs.tolist() == [15, 15]
+    assert "2 epochs (SHORTENED from the recipe's 15 to fit the time budget)" in (out / "summary.md").read_text()
