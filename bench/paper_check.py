@@ -115,9 +115,9 @@ def stage_throughput(cfg: Config, out: Path, device: torch.device, workers: int)
     return table
 
 
-SIDE_BY_SIDE_SPEEDUP = 1.2
+SIDE_BY_SIDE_SPEEDUP = 1.1
 """Assumed images/s of two trainings side by side on one GPU over one alone (for the ETA only)."""
-STAGE3_RESERVE_S = 90.0
+STAGE3_RESERVE_S = 75.0
 """Time kept for stage 3 (NatMU, RL, SalUn and their evaluation) when stages 1-2 are fitted to a budget."""
 
 
@@ -243,6 +243,25 @@ def summary(env: dict, throughput: pd.DataFrame | None, models: pd.DataFrame | N
     return "\n".join(lines) + "\n"
 
 
+def experiment(cfg: Config, device: torch.device, executor: str | dict, epochs: int | None = None) -> Experiment:
+    """The check's experiment (seed 0); ``epochs`` replaces the recipe's."""
+    exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor)
+    if epochs is not None:
+        exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor,
+                         recipe=exp.recipe.with_(epochs=epochs))
+    return exp
+
+
+def fitted(exp: Experiment, cfg: Config, ips: float | None, deadline: float) -> Experiment:
+    """``exp``, or the same with fewer epochs (said loudly) where :func:`train_epochs` says so."""
+    epochs = train_epochs(exp, ips, deadline - time.time())
+    if epochs == exp.recipe.epochs:
+        return exp
+    log(f"SHORTENED: {exp.recipe.epochs} epochs of both models would not fit the time left; training {epochs} "
+        "epochs (the same schedule, scaled)")
+    return experiment(cfg, exp.device, exp.executor, epochs)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for the stages' files")
@@ -267,19 +286,20 @@ def main(argv: list[str] | None = None) -> None:
     throughput = models = runs = None
     if "0" in args.stages:
         throughput = stage_throughput(cfg, args.out, device, args.workers)
-    executor = "inline" if args.sequential else {"kind": "local", "max_concurrent": 2}
-    exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor)
+    exp = experiment(cfg, device, "inline" if args.sequential else {"kind": "local", "max_concurrent": 2})
     split = exp.split("random", fraction=cfg.fraction)
     recipe_epochs = exp.recipe.epochs
     if "1" in args.stages or "2" in args.stages:
         ips = None if throughput is None else float(throughput["nmu_images_per_s"].iloc[0])
-        epochs = train_epochs(exp, ips, deadline - time.time())
-        if epochs < recipe_epochs:
-            log(f"SHORTENED: {recipe_epochs} epochs of both models would not fit the time left; training {epochs} "
-                "epochs (the same schedule, scaled)")
-            exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor,
-                             recipe=exp.recipe.with_(epochs=epochs))
-        models = stage_models(exp, split, args.out, ips, recipe_epochs)
+        exp = fitted(exp, cfg, ips, deadline)
+        try:
+            models = stage_models(exp, split, args.out, ips, recipe_epochs)
+        except Exception:  # noqa: BLE001 -- e.g. no submitit: the models can still be trained here
+            if exp.executor == "inline":
+                raise
+            log(f"training side by side failed, training one after the other: {traceback.format_exc()}")
+            exp = fitted(experiment(cfg, device, "inline"), cfg, ips, deadline)
+            models = stage_models(exp, split, args.out, ips, recipe_epochs)
     if "3" in args.stages:
         runs = stage_unlearning(exp, split, args.out, [m for m in args.methods.split(",") if m], deadline)
     atomic_write(args.out / "summary.md", lambda tmp: tmp.write_text(

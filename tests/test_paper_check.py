@@ -94,3 +94,13 @@ def test_shortened_models_are_trained_by_the_side_by_side_jobs(paper_check, tmp_
     models = pd.read_csv(out / "models.csv")
     assert models.epochs.tolist() == [2, 2] and models.recipe_epochs.tolist() == [15, 15]
     assert "2 epochs (SHORTENED from the recipe's 15 to fit the time budget)" in (out / "summary.md").read_text()
+
+
+def test_a_failure_of_the_side_by_side_jobs_falls_back_to_one_after_the_other(paper_check, tmp_path, monkeypatch):
+    def no_jobs(exp, groups):
+        raise ModuleNotFoundError("No module named 'submitit'")
+
+    monkeypatch.setattr(paper_check.jobs, "compute_missing", no_jobs)
+    out = tmp_path / "check"
+    paper_check.main(["--tiny", "--out", str(out), "--stages", "12"])
+    assert not pd.read_csv(out / "models.csv").side_by_side.any()
