@@ -16,7 +16,9 @@
 
 Models and runs go to the checkpoint cache (``$NMU_DATA``), so a rerun after a time-out resumes.
 The cuDNN mode comes from ``NMU_CUDNN`` (:func:`nmu.train.cudnn_mode`; ``make paper-check`` sets
-``benchmark``) and is recorded.
+``benchmark``), CUDA graphs from ``NMU_CUDA_GRAPHS`` (:func:`nmu.train.cuda_graphs`, on by default);
+both are recorded. On a GPU stage 0 also times nmu's trainer without CUDA graphs and checks that the
+graphed and eager steps train the same model (:func:`graph_agreement`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +48,7 @@ from nmu.profiles import get_profile  # noqa: E402
 from nmu.report import environment, save_table  # noqa: E402
 from nmu.runs import reference_records, unlearned  # noqa: E402
 from nmu.storage import atomic_write  # noqa: E402
-from nmu.train import Recipe, accuracy, default_device, resolve_precision  # noqa: E402
+from nmu.train import Recipe, accuracy, cuda_graphs, default_device, fit, gpu_mode, resolve_precision  # noqa: E402
 
 REFERENCE_RETRAIN = {"acc_test": 93.12, "acc_retain": 99.94, "acc_forget": 93.20, "mia_entropy": 80.80}
 """The reference code's retrain row, CIFAR-10 VGG-16 random 10 % (docs/method.md, "Reference numbers");
@@ -78,14 +81,14 @@ def write_json(path: Path, body: dict) -> None:
 
 def stage_environment(cfg: Config, out: Path, device: torch.device) -> dict:
     """Stage 0a: what runs where, written first so that even a failed run says it."""
-    body = {"config": cfg.__dict__, "cudnn": None, **environment(), "torch": torch.__version__,
+    body = {"config": cfg.__dict__, "gpu": None, **environment(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), "precision": resolve_precision("auto", device)}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         body |= {"gpu": props.name, "gpu_memory_gib": round(props.total_memory / 2**30, 1),
                  "multiprocessors": props.multi_processor_count}
     write_json(out / "environment.json", body)
-    log(f"environment: {body['device']}, torch {torch.__version__}, cuDNN {body['cudnn']}, commit {body['git_commit']}")
+    log(f"environment: {body['device']}, torch {torch.__version__}, GPU mode {body['gpu']}, commit {body['git_commit']}")
     return body
 
 
@@ -104,15 +107,73 @@ def stage_throughput(cfg: Config, out: Path, device: torch.device, workers: int)
         start = time.perf_counter()
         ref = reference_images_per_second(model(), images, labels, data.mean, data.std, recipe, device,
                                           cfg.bench_steps, cfg.bench_warmup, workers)
-        ours = nmu_images_per_second(model(), images, labels, recipe, device, cfg.bench_steps, cfg.bench_warmup,
-                                     resolve_precision("auto", device))
-        rows.append({"arch": arch, "batch_size": recipe.batch_size, "steps": cfg.bench_steps,
-                     "reference_images_per_s": ref, "nmu_images_per_s": ours, "ratio": ours / ref,
-                     "reference_workers": workers, "seconds": time.perf_counter() - start})
-        log(f"throughput {arch}: reference {ref:,.0f} images/s, nmu {ours:,.0f} images/s, ratio {ours / ref:.2f}x")
+        precision = resolve_precision("auto", device)
+        try:
+            ours = nmu_images_per_second(model(), images, labels, recipe, device, cfg.bench_steps, cfg.bench_warmup,
+                                         precision)
+        except Exception:  # noqa: BLE001 -- a GPU whose graphs fail can still train eagerly: say so, go on
+            if device.type != "cuda" or not cuda_graphs():
+                raise
+            log(f"training with CUDA graphs failed; this run goes on without them: {traceback.format_exc()}")
+            os.environ["NMU_CUDA_GRAPHS"] = "0"
+            ours = nmu_images_per_second(model(), images, labels, recipe, device, cfg.bench_steps, cfg.bench_warmup,
+                                         precision)
+        row = {"arch": arch, "batch_size": recipe.batch_size, "steps": cfg.bench_steps,
+               "reference_images_per_s": ref, "nmu_images_per_s": ours, "ratio": ours / ref}
+        if device.type == "cuda" and cuda_graphs():
+            with environ(NMU_CUDA_GRAPHS="0"):
+                row["nmu_eager_images_per_s"] = nmu_images_per_second(
+                    model(), images, labels, recipe, device, cfg.bench_steps, cfg.bench_warmup, precision)
+            try:
+                row |= graph_agreement(model, images, labels, recipe, device, data)
+            except Exception:  # noqa: BLE001 -- say so, and train the models without graphs
+                log(f"CUDA graphs failed their check; the rest of this run trains without them: "
+                    f"{traceback.format_exc()}")
+                os.environ["NMU_CUDA_GRAPHS"] = "0"
+        rows.append({**row, "reference_workers": workers, "seconds": time.perf_counter() - start})
+        log(f"throughput {arch}: " + ", ".join(f"{k} {v:,.4g}" for k, v in row.items() if isinstance(v, float)))
     table = pd.DataFrame(rows)
     save_table(table, out, "throughput")
     return table
+
+
+@contextmanager
+def environ(**values: str):
+    """Set environment variables for the ``with`` block."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+GRAPH_CHECK_STEPS = 100
+
+
+def graph_agreement(model_fn, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, device: torch.device,
+                    data) -> dict[str, float]:
+    """The same :data:`GRAPH_CHECK_STEPS` SGD steps (same initial weights, batches and augmentation),
+    eager and as a CUDA graph: the relative difference of the final weights and both models' test
+    accuracy (they agree up to floating-point rounding, not bitwise)."""
+    n = GRAPH_CHECK_STEPS * recipe.batch_size
+    models = {}
+    for graphs in ("0", "1"):
+        with environ(NMU_CUDA_GRAPHS=graphs):
+            models[graphs] = model_fn()
+            result = fit(models[graphs], images[:n], labels[:n], recipe.with_(schedule="constant"), seed=0,
+                         device=device, progress=False)
+            assert result.graphed == (graphs == "1"), "NMU_CUDA_GRAPHS did not select the training path"
+    eager, graphed = (dict(models[g].state_dict()) for g in ("0", "1"))
+    diff = max(((graphed[k].float() - eager[k].float()).norm() / eager[k].float().norm().clamp(min=1e-12)).item()
+               for k in eager if eager[k].is_floating_point())
+    test_x, test_y = data.test_images[:5000], data.test_labels[:5000]
+    return {"graph_check_weight_rel_diff": diff, "graph_check_acc_eager": accuracy(models["0"], test_x, test_y),
+            "graph_check_acc_graphed": accuracy(models["1"], test_x, test_y)}
 
 
 SIDE_BY_SIDE_SPEEDUP = 1.1
@@ -154,7 +215,7 @@ def stage_models(exp: Experiment, split, out: Path, ips: float | None, recipe_ep
         retain_x, retain_y = split.retain_set(exp.data)
         forget_x, forget_y = split.forget_set(exp.data)
         rows.append({"model": kind, "arch": exp.arch, "epochs": epochs, "recipe_epochs": recipe_epochs,
-                     "train_images": images,
+                     "train_images": images, "gpu": json.dumps(gpu_mode(exp.device)),
                      "side_by_side": not sequential, "seconds": trained.seconds,
                      "seconds_per_epoch": trained.seconds / max(epochs, 1), "was_cached": trained.was_cached,
                      "acc_test": accuracy(trained.model, exp.data.test_images, exp.data.test_labels),
@@ -209,12 +270,20 @@ def summary(env: dict, throughput: pd.DataFrame | None, models: pd.DataFrame | N
     """The one-page report: throughput ratio, seconds per epoch, the retrained model against the
     reference code's retrain row, NatMU vs RL vs SalUn, NatMU's time as a fraction of the retrain's."""
     lines = [f"# Paper-scale check: {env['config']['profile']} profile, {env['config']['dataset']}", "",
-             f"- device: {env['device']}; torch {env['torch']} (CUDA {env['cuda']}); cuDNN mode: {env['cudnn']}; "
+             f"- device: {env['device']}; torch {env['torch']} (CUDA {env['cuda']}); GPU mode: {env['gpu']}; "
              f"precision {env['precision']}; commit {env['git_commit']}", ""]
     if throughput is not None:
         lines += ["## Trainer throughput (batch 128)", ""]
-        lines += [f"- {r.arch}: nmu {r.nmu_images_per_s:,.0f} images/s vs reference-style {r.reference_images_per_s:,.0f} "
-                  f"images/s: **{r.ratio:.2f}x**" for r in throughput.itertuples()] + [""]
+        for r in throughput.to_dict("records"):
+            lines.append(f"- {r['arch']}: nmu {r['nmu_images_per_s']:,.0f} images/s vs reference-style "
+                         f"{r['reference_images_per_s']:,.0f} images/s: **{r['ratio']:.2f}x**")
+            if pd.notna(r.get("nmu_eager_images_per_s", float("nan"))):
+                lines.append(f"  - without CUDA graphs nmu makes {r['nmu_eager_images_per_s']:,.0f} images/s "
+                             f"({r['nmu_eager_images_per_s'] / r['reference_images_per_s']:.2f}x); after "
+                             f"{GRAPH_CHECK_STEPS} identical steps, graphed and eager weights differ by "
+                             f"{r['graph_check_weight_rel_diff']:.2g} (relative), test accuracy "
+                             f"{r['graph_check_acc_graphed']:.2f} % vs {r['graph_check_acc_eager']:.2f} %")
+        lines.append("")
     if models is not None:
         lines += ["## Training", ""]
         short = " (SHORTENED from the recipe's {} to fit the time budget)"
@@ -297,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
         except Exception:  # noqa: BLE001 -- e.g. no submitit: the models can still be trained here
             if exp.executor == "inline":
                 raise
-            log(f"training side by side failed, training one after the other: {traceback.format_exc()}")
+            log(f"training side by side failed; training one after the other, without CUDA graphs: "
+                f"{traceback.format_exc()}")
+            os.environ["NMU_CUDA_GRAPHS"] = "0"
             exp = fitted(experiment(cfg, device, "inline"), cfg, ips, deadline)
             models = stage_models(exp, split, args.out, ips, recipe_epochs)
     if "3" in args.stages:

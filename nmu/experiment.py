@@ -24,9 +24,9 @@ from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
 from nmu.splits import Split, class_split, hardest_split, random_split, subclass_split
-from nmu.train import FitResult, Recipe, cudnn_mode, default_device, fit, resolve_precision
+from nmu.train import FitResult, Recipe, default_device, fit, gpu_mode, resolve_precision
 
-TRAINING_CODE = ("nmu.data", "nmu.experiment", "nmu.models", "nmu.train")
+TRAINING_CODE = ("nmu.data", "nmu.experiment", "nmu.graphs", "nmu.models", "nmu.train")
 """The modules whose code determines a trained model: part of its cache key (:func:`code_digest`)."""
 
 
@@ -111,13 +111,13 @@ class Experiment:
     def cache_fields(self, kind: str, split: Split | None = None) -> dict:
         """Everything that determines a ``kind`` model of this experiment (its checkpoint key). On a CPU
         that includes the intra-op thread count: floating-point reductions, hence the trained
-        weights, differ between thread counts; on a GPU, the cuDNN mode (:func:`nmu.train.cudnn_mode`).
+        weights, differ between thread counts; on a GPU, the cuDNN mode and CUDA graphs (:func:`nmu.train.gpu_mode`).
         ``code`` is the digest of :data:`TRAINING_CODE`."""
         return {"kind": kind, "dataset": self.data.name, "data": self.data_fingerprint, "arch": self.arch,
                 "recipe": self.recipe.to_dict(), "init_seed": self.init_seed, "data_seed": self.data_seed,
                 "split": split.checksum if split is not None else None, "precision": self.precision,
                 "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
-                "cudnn": cudnn_mode() if self.device.type == "cuda" else None, "code": code_digest(*TRAINING_CODE)}
+                "gpu": gpu_mode(self.device), "code": code_digest(*TRAINING_CODE)}
 
     def checkpoint(self, kind: str, split: Split | None = None) -> Path:
         """Where the ``original`` / ``retrain`` checkpoint of this experiment lives (trained or not)."""

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from nmu.storage import atomic_write, process_alive
-from nmu.train import cudnn_mode
+from nmu.train import default_device, gpu_mode
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotlib", "seaborn", "papermill")
 
@@ -63,10 +63,10 @@ def _small(column: pd.Series) -> bool:
 
 def environment() -> dict[str, Any]:
     """Where a result was computed: git commit, package versions, Python, device, torch threads (and
-    on a GPU the cuDNN mode, :func:`nmu.train.cudnn_mode`)."""
+    on a GPU the cuDNN mode and CUDA graphs, :func:`nmu.train.gpu_mode`)."""
+    gpu = gpu_mode(default_device())
     return {"git_commit": _git_commit(), "packages": _versions(), "python": platform.python_version(),
-            "device": _device(), "torch_threads": torch.get_num_threads(),
-            **({"cudnn": cudnn_mode()} if torch.cuda.is_available() else {})}
+            "device": _device(), "torch_threads": torch.get_num_threads(), **({"gpu": gpu} if gpu else {})}
 
 
 def _git_commit() -> str:

@@ -17,13 +17,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from nmu.graphs import GraphedStep
 from nmu.storage import progress_enabled
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -76,6 +77,8 @@ class FitResult:
     images: int
     sample_loss: torch.Tensor | None = field(default=None, repr=False)
     """Mean training loss of each sample over the run (if recorded), in training-set order."""
+    graphed: bool = False
+    """Whether the steps ran as a captured CUDA graph (:mod:`nmu.graphs`)."""
 
     @property
     def images_per_second(self) -> float:
@@ -127,6 +130,21 @@ def cudnn_mode() -> str:
     if mode not in CUDNN_MODES:
         raise ValueError(f"NMU_CUDNN={mode!r}: use one of {list(CUDNN_MODES)} (unset = deterministic)")
     return mode
+
+
+def cuda_graphs() -> bool:
+    """Whether :func:`fit` captures its training step as a CUDA graph where it can (plain
+    cross-entropy SGD on a GPU, :mod:`nmu.graphs`), from ``NMU_CUDA_GRAPHS`` (``1``, the default, or
+    ``0``). Part of a GPU model's cache key."""
+    value = os.environ.get("NMU_CUDA_GRAPHS", "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"NMU_CUDA_GRAPHS={value!r}: use 1 (capture the training step) or 0 (eager)")
+    return value == "1"
+
+
+def gpu_mode(device: torch.device) -> dict[str, Any] | None:
+    """How a GPU run computes (cuDNN mode, CUDA graphs), for cache keys and manifests; None on a CPU."""
+    return {"cudnn": cudnn_mode(), "cuda_graphs": cuda_graphs()} if device.type == "cuda" else None
 
 
 def set_cudnn(device: torch.device) -> None:
@@ -241,6 +259,10 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     they are (NatMU's hybrids); ``loss_fn`` replaces cross-entropy (see :data:`LossFn`) and must
     return one loss per sample. The model is left on ``device`` in eval mode.
     Raises :class:`NonFiniteLossError` when the mean loss of a step is NaN or infinite.
+
+    On a GPU, plain cross-entropy SGD (no ``loss_fn``) runs as a captured CUDA graph
+    (:class:`nmu.graphs.GraphedStep`, unless ``NMU_CUDA_GRAPHS=0``); each epoch then leaves out its
+    last batch if it is not full (fewer than ``batch_size`` samples, a different sample each epoch).
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise TypeError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -254,10 +276,16 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     keep = no_augment.to(device=device, dtype=torch.bool) if no_augment is not None else None
     loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
     generator = make_generator(seed, device)
-    optimizer = make_optimizer(model.parameters(), recipe)
-    per_epoch = steps_per_epoch(len(data), recipe.batch_size)
+    graphed = (device.type == "cuda" and loss_fn is None and recipe.optimizer == "sgd" and cuda_graphs()
+               and len(data) >= recipe.batch_size)
+    per_epoch = len(data) // recipe.batch_size if graphed else steps_per_epoch(len(data), recipe.batch_size)
     total = per_epoch * recipe.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, per_epoch))
+    if graphed:
+        graph_step = GraphedStep(model, (recipe.batch_size, *data.shape[1:]), momentum=recipe.momentum,
+                                 weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing, amp=amp)
+    else:
+        optimizer = make_optimizer(model.parameters(), recipe)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, per_epoch))
     loss_sum = torch.zeros(len(data), device=device) if record_losses else None
     seen = torch.zeros(len(data), device=device) if record_losses else None
     # First step whose mean loss was not finite (-1: none yet), kept on the device and read every
@@ -278,13 +306,16 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
                mininterval=1.0, leave=False)
     try:
         for epoch in range(recipe.epochs):
-            for idx in shuffled_batches(len(data), recipe.batch_size, generator):
+            for idx in shuffled_batches(len(data), recipe.batch_size, generator)[:per_epoch]:
                 idx = idx.to(device)  # already there unless a CPU generator feeds a GPU run
                 x = augment(data[idx], recipe.crop_padding, recipe.flip, generator,
                             keep=None if keep is None else keep[idx])
                 x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    losses = loss_fn(model, x, targets[idx], idx).float()
+                if graphed:  # forward, backward and update in one replay; the loss is checked after
+                    losses = graph_step(x, targets[idx], recipe.lr * lr_factor(recipe, step, total, per_epoch))
+                else:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        losses = loss_fn(model, x, targets[idx], idx).float()
                 loss = losses.mean()
                 if check_every == 1:
                     check_finite(loss, desc, step, optimizer.param_groups[0]["lr"], epoch=epoch + 1)
@@ -294,10 +325,11 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
                     bad_value = torch.where(newly, loss.detach(), bad_value)
                     if (step + 1) % check_every == 0:
                         raise_if_diverged()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
+                if not graphed:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
                 n_images += len(idx)
                 if loss_sum is not None:
                     loss_sum.index_add_(0, idx, losses.detach())
@@ -313,7 +345,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
         torch.cuda.synchronize(device)
     model.eval()
     sample_loss = (loss_sum / seen.clamp(min=1)).cpu() if loss_sum is not None else None
-    return FitResult(time.perf_counter() - start, total, n_images, sample_loss)
+    return FitResult(time.perf_counter() - start, total, n_images, sample_loss, graphed)
 
 
 @torch.no_grad()

@@ -64,7 +64,7 @@ def test_a_failing_method_is_reported_and_the_others_run(paper_check, tmp_path, 
 
 def test_summary_compares_the_retrain_row_with_the_reference_code(paper_check):
     env = {"config": {"profile": "paper", "dataset": "cifar10"}, "device": "GPU", "torch": "2", "cuda": "13",
-           "cudnn": "benchmark", "precision": "bf16", "git_commit": "abc"}
+           "gpu": {"cudnn": "benchmark", "cuda_graphs": True}, "precision": "bf16", "git_commit": "abc"}
     runs = pd.DataFrame([{"method": "retrain", "acc_test": 92.0, "acc_retain": 100.0, "acc_forget": 92.5,
                           "mia_entropy": 80.0, "avg_gap": 0.0, "seconds": 100.0, "rte_vs_retrain": 1.0},
                          {"method": "natmu", "acc_test": 91.0, "acc_retain": 99.0, "acc_forget": 90.0,

@@ -153,3 +153,52 @@ def test_check_finite_helper():
         check_finite(torch.tensor(float("inf")), "scrub", 3, 0.05)
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 7"):
         check_finite(float("nan"), "scrub", 7, 0.05, epoch=2)
+
+
+def test_sgd_update_is_torch_sgd():
+    from nmu.graphs import sgd_update
+
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(5, 3, generator=g), torch.randn(7, generator=g)]
+    ours = [p.clone() for p in params]
+    bufs = [torch.zeros_like(p) for p in params]
+    reference = [torch.nn.Parameter(p.clone()) for p in params]
+    opt = torch.optim.SGD(reference, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for step in range(4):
+        grads = [torch.randn(p.shape, generator=g) for p in params]
+        lr = 0.1 * (0.5 ** step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for p, grad in zip(reference, grads):
+            p.grad = grad.clone()
+        opt.step()
+        sgd_update(ours, grads, bufs, torch.tensor(lr), 0.9, 5e-4)
+        for a, b in zip(ours, reference):
+            torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_cuda_graphs_switch(monkeypatch):
+    from nmu.train import cuda_graphs, cudnn_mode, gpu_mode
+
+    monkeypatch.delenv("NMU_CUDA_GRAPHS", raising=False)
+    monkeypatch.delenv("NMU_CUDNN", raising=False)
+    assert cuda_graphs() and cudnn_mode() == "deterministic"
+    assert gpu_mode(torch.device("cpu")) is None
+    assert gpu_mode(torch.device("cuda")) == {"cudnn": "deterministic", "cuda_graphs": True}
+    monkeypatch.setenv("NMU_CUDA_GRAPHS", "0")
+    monkeypatch.setenv("NMU_CUDNN", "benchmark")
+    assert gpu_mode(torch.device("cuda")) == {"cudnn": "benchmark", "cuda_graphs": False}
+    monkeypatch.setenv("NMU_CUDA_GRAPHS", "yes")
+    with pytest.raises(ValueError, match="NMU_CUDA_GRAPHS='yes'"):
+        cuda_graphs()
+    monkeypatch.setenv("NMU_CUDNN", "fast")
+    with pytest.raises(ValueError, match="NMU_CUDNN='fast'"):
+        cudnn_mode()
+
+
+def test_a_cpu_run_is_never_graphed(smoke):
+    d = smoke.data
+    model = build_model("tinycnn", d.num_classes, d.mean, d.std, seed=0)
+    result = fit(model, d.train_images[:64], d.train_labels[:64], Recipe(epochs=1, lr=0.01, batch_size=16),
+                 seed=0, device="cpu", progress=False)
+    assert not result.graphed and result.steps == 4
