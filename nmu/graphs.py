@@ -2,8 +2,9 @@
 then replayed, for :func:`nmu.train.fit` on a GPU.
 
 Eager PyTorch launches each of the few hundred kernels of a VGG-16-BN step from Python; at batch 128
-on an H100 the host cannot keep up with the GPU (measured: 15.7k images/s from one process, twice
-that from two side by side; results/paper/check/). A replayed graph launches the whole step at once.
+on an H100 the host cannot keep up with the GPU (measured: 15.7-20.9k images/s from one process,
+about twice that from two side by side). A replayed graph launches the whole step at once: 53.3k
+images/s (results/paper/README.md).
 Only plain cross-entropy SGD training is captured (the original and retrained models: the longest
 runs); the unlearning methods' losses, with their data-dependent branches, stay eager.
 """
@@ -19,6 +20,7 @@ WARMUP_STEPS = 3
 kernels and every buffer is allocated. They are real training steps."""
 
 
+@torch.no_grad()
 def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor], lr: torch.Tensor,
                momentum: float, weight_decay: float) -> None:
     """``torch.optim.SGD``'s update (coupled weight decay, momentum without dampening or Nesterov;
@@ -44,38 +46,41 @@ class GraphedStep:
         self.lr = torch.zeros((), device=device)
         self.x = torch.zeros(batch_shape, device=device).contiguous(memory_format=torch.channels_last)
         self.y = torch.zeros(batch_shape[0], dtype=torch.long, device=device)
+        self.stream: torch.cuda.Stream | None = None
+        """The side stream of the eager warm-up steps and of the capture (one stream for both)."""
         self.graph: torch.cuda.CUDAGraph | None = None
         self.losses: torch.Tensor | None = None
         self.eager_steps = 0
 
-    def _body(self) -> torch.Tensor:
+    def step_eagerly(self) -> torch.Tensor:
+        """One step on the buffers, eagerly (what the graph captures); returns the per-sample losses."""
         # autocast's weight-cast cache must be off inside a graph (it would hold tensors of the capture)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
+        with torch.autocast(self.x.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             losses = F.cross_entropy(self.model(self.x), self.y, reduction="none",
                                      label_smoothing=self.label_smoothing).float()
         losses.mean().backward()
         sgd_update(self.params, [p.grad for p in self.params], self.bufs, self.lr, self.momentum, self.weight_decay)
-        return losses
+        return losses.detach()  # (holding the autograd graph would keep its gradient accumulators alive)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         self.x.copy_(x)
         self.y.copy_(y)
         self.lr.fill_(lr)
         if self.graph is None and self.eager_steps < WARMUP_STEPS:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            self.stream = self.stream or torch.cuda.Stream()
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
                 for p in self.params:
                     p.grad = None
-                losses = self._body()
-            torch.cuda.current_stream().wait_stream(side)
+                losses = self.step_eagerly()
+            torch.cuda.current_stream().wait_stream(self.stream)
             self.eager_steps += 1
             return losses
         if self.graph is None:
             for p in self.params:
                 p.grad = None  # the captured backward writes the gradients into buffers of its own
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.losses = self._body()
+            with torch.cuda.graph(self.graph, stream=self.stream):
+                self.losses = self.step_eagerly()
         self.graph.replay()
         return self.losses

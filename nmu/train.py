@@ -274,9 +274,9 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     model.to(device=device, memory_format=torch.channels_last)
     data, targets = images.to(device), labels.to(device)
     keep = no_augment.to(device=device, dtype=torch.bool) if no_augment is not None else None
-    loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
+    custom_loss, loss_fn = loss_fn, loss_fn or cross_entropy_loss(recipe.label_smoothing)
     generator = make_generator(seed, device)
-    graphed = (device.type == "cuda" and loss_fn is None and recipe.optimizer == "sgd" and cuda_graphs()
+    graphed = (device.type == "cuda" and custom_loss is None and recipe.optimizer == "sgd" and cuda_graphs()
                and len(data) >= recipe.batch_size)
     per_epoch = len(data) // recipe.batch_size if graphed else steps_per_epoch(len(data), recipe.batch_size)
     total = per_epoch * recipe.epochs

@@ -155,28 +155,6 @@ def test_check_finite_helper():
         check_finite(float("nan"), "scrub", 7, 0.05, epoch=2)
 
 
-def test_sgd_update_is_torch_sgd():
-    from nmu.graphs import sgd_update
-
-    g = torch.Generator().manual_seed(0)
-    params = [torch.randn(5, 3, generator=g), torch.randn(7, generator=g)]
-    ours = [p.clone() for p in params]
-    bufs = [torch.zeros_like(p) for p in params]
-    reference = [torch.nn.Parameter(p.clone()) for p in params]
-    opt = torch.optim.SGD(reference, lr=0.1, momentum=0.9, weight_decay=5e-4)
-    for step in range(4):
-        grads = [torch.randn(p.shape, generator=g) for p in params]
-        lr = 0.1 * (0.5 ** step)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for p, grad in zip(reference, grads):
-            p.grad = grad.clone()
-        opt.step()
-        sgd_update(ours, grads, bufs, torch.tensor(lr), 0.9, 5e-4)
-        for a, b in zip(ours, reference):
-            torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-7)
-
-
 def test_cuda_graphs_switch(monkeypatch):
     from nmu.train import cuda_graphs, cudnn_mode, gpu_mode
 
@@ -202,3 +180,33 @@ def test_a_cpu_run_is_never_graphed(smoke):
     result = fit(model, d.train_images[:64], d.train_labels[:64], Recipe(epochs=1, lr=0.01, batch_size=16),
                  seed=0, device="cpu", progress=False)
     assert not result.graphed and result.steps == 4
+
+
+def test_the_captured_step_is_an_sgd_step(smoke):
+    """GraphedStep's step, run eagerly on the CPU (the capture itself needs a GPU), equals torch's SGD."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from nmu.graphs import GraphedStep
+
+    d = smoke.data
+    ours = build_model("tinycnn", d.num_classes, d.mean, d.std, seed=0).train()
+    theirs = copy.deepcopy(ours)
+    x, y = d.train_images[:16].float().div(255), d.train_labels[:16]
+    step = GraphedStep(ours, tuple(x.shape), momentum=0.9, weight_decay=5e-4, label_smoothing=0.1, amp=False)
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for lr in (0.05, 0.02, 0.01):
+        step.x.copy_(x), step.y.copy_(y), step.lr.fill_(lr)
+        for p in step.params:
+            p.grad = None
+        losses = step.step_eagerly()
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        expected = F.cross_entropy(theirs(x), y, reduction="none", label_smoothing=0.1)
+        expected.mean().backward()
+        opt.step()
+        torch.testing.assert_close(losses, expected.detach())
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
