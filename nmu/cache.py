@@ -70,8 +70,8 @@ def code_digest(*modules: str) -> str:
     ``"nmu.train"``; a package counts as its ``__init__.py``), in any order.
 
     Put it in a cache key to invalidate exactly the artefacts computed by that code when it is
-    edited. The code is the module's syntax tree without docstrings, so editing a comment or a
-    docstring keeps the cache. Computed once per process and argument list
+    edited. The code is the module's syntax tree without docstrings (attribute docstrings too), so
+    editing a comment or a docstring keeps the cache. Computed once per process and argument list
     (``code_digest.cache_clear()`` forgets).
     """
     h = hashlib.sha256()
@@ -86,14 +86,19 @@ def code_digest(*modules: str) -> str:
 
 
 def _code(source: str) -> str:
-    """``source`` re-printed from its syntax tree, without comments and docstrings."""
+    """``source`` re-printed from its syntax tree, without comments and statements that are only a
+    string (docstrings of modules, classes and functions, and the attribute docstrings after
+    assignments)."""
     tree = ast.parse(source)
     for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
+        for name in ("body", "orelse", "finalbody"):
+            body = getattr(node, name, None)
+            if not isinstance(body, list):
+                continue
+            kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                            and isinstance(s.value.value, str))]
+            if len(kept) < len(body):
+                setattr(node, name, kept or [ast.Pass()])
     return ast.unparse(tree)
 
 

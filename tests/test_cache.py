@@ -168,7 +168,7 @@ def test_code_digest_follows_the_source(tmp_path, monkeypatch):
     a = code_digest("nmu_digest_probe", "nmu.train")
     assert a == code_digest("nmu.train", "nmu_digest_probe") and len(a) == 16 and int(a, 16) >= 0
     assert a != code_digest("nmu.train") != code_digest("nmu.models")
-    mod.write_text('"""A docstring."""\n# a comment\nX = (1)\n')
+    mod.write_text('"""A docstring."""\n# a comment\nX = (1)\n"""X\'s attribute docstring."""\n')
     code_digest.cache_clear()
     assert code_digest("nmu_digest_probe", "nmu.train") == a  # docs, comments and layout are not code
     mod.write_text("X = 2\n")
@@ -178,6 +178,15 @@ def test_code_digest_follows_the_source(tmp_path, monkeypatch):
     with pytest.raises(ModuleNotFoundError):
         code_digest("nmu_no_such_module")
     assert "nmu_digest_probe" not in sys.modules  # read, not imported
+
+
+def test_code_ignores_every_statement_that_is_only_a_string():
+    from nmu.cache import _code
+
+    documented = 'X = 1\n"""X\'s docstring."""\nclass A:\n    """Doc."""\n    y = 2\n    """y\'s docstring."""\n'
+    assert _code(documented) == _code("X = 1\nclass A:\n    y = 2\n")
+    assert _code('if X:\n    "a string"\nelse:\n    y = 1\n    "another"\n') == _code("if X:\n    pass\nelse:\n    y = 1\n")
+    assert _code('X = "1"\n') != _code("X = 1\n") and _code('f("a")\n') != _code('f("b")\n')
 
 
 def test_experiment_caches_original_and_retrains_from_the_same_init(smoke):
