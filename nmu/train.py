@@ -3,9 +3,11 @@
 The whole dataset stays a uint8 tensor on the model's device; each step gathers a batch, applies
 random crop + horizontal flip as one batched index operation (no PIL, no worker processes), and
 runs the model in bf16 autocast with channels_last where the hardware supports it. On a GPU the batch
-order and augmentation are drawn there too (a CUDA generator), the optimiser is fused, and no step
-waits for the host. Same seed, same device and thread count -> bitwise-identical weights (on a GPU
-with the default ``NMU_CUDNN=deterministic``; :func:`cudnn_mode`). A run whose loss turns NaN
+order and augmentation are drawn there too (a CUDA generator), no step waits for the host, the
+optimiser is fused, and plain cross-entropy SGD runs as one captured CUDA graph per step
+(:mod:`nmu.graphs`; :func:`cuda_graphs`). Same seed, same device and thread count -> bitwise-identical
+weights (tested on the CPU; on a GPU meant to hold with the default ``NMU_CUDNN=deterministic``,
+:func:`cudnn_mode`, not yet checked there). A run whose loss turns NaN
 or infinite stops with :class:`NonFiniteLossError` (checked every step on the CPU, every
 :data:`FINITE_CHECK_EVERY` steps on a GPU so that no step waits for the device).
 """
@@ -307,7 +309,6 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     try:
         for epoch in range(recipe.epochs):
             for idx in shuffled_batches(len(data), recipe.batch_size, generator)[:per_epoch]:
-                idx = idx.to(device)  # already there unless a CPU generator feeds a GPU run
                 x = augment(data[idx], recipe.crop_padding, recipe.flip, generator,
                             keep=None if keep is None else keep[idx])
                 x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
