@@ -209,11 +209,10 @@ def stage_models(exp: Experiment, split, out: Path, ips: float | None, recipe_ep
     if exp.executor != "inline":
         jobs.compute_missing(exp, [(split, [], False)])
     rows = []
+    (retain_x, retain_y), (forget_x, forget_y) = split.retain_set(exp.data), split.forget_set(exp.data)
     for kind in ("original", "retrain"):
         trained = exp.original() if kind == "original" else exp.retrain(split)
         images = len(exp.data.train_labels) if kind == "original" else len(split.retain)
-        retain_x, retain_y = split.retain_set(exp.data)
-        forget_x, forget_y = split.forget_set(exp.data)
         rows.append({"model": kind, "arch": exp.arch, "epochs": epochs, "recipe_epochs": recipe_epochs,
                      "train_images": images, "gpu": json.dumps(gpu_mode(exp.device)),
                      "side_by_side": not sequential, "seconds": trained.seconds,
@@ -313,23 +312,19 @@ def summary(env: dict, throughput: pd.DataFrame | None, models: pd.DataFrame | N
     return "\n".join(lines) + "\n"
 
 
-def experiment(cfg: Config, device: torch.device, executor: str | dict, epochs: int | None = None) -> Experiment:
-    """The check's experiment (seed 0); ``epochs`` replaces the recipe's."""
-    exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor)
-    if epochs is not None:
-        exp = Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor,
-                         recipe=exp.recipe.with_(epochs=epochs))
-    return exp
+def experiment(cfg: Config, device: torch.device, executor: str | dict) -> Experiment:
+    """The check's experiment (seed 0)."""
+    return Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor)
 
 
-def fitted(exp: Experiment, cfg: Config, ips: float | None, deadline: float) -> Experiment:
-    """``exp``, or the same with fewer epochs (said loudly) where :func:`train_epochs` says so."""
+def fitted(exp: Experiment, ips: float | None, deadline: float) -> Experiment:
+    """``exp`` with its recipe's epochs cut (said loudly) where :func:`train_epochs` says so."""
     epochs = train_epochs(exp, ips, deadline - time.time())
-    if epochs == exp.recipe.epochs:
-        return exp
-    log(f"SHORTENED: {exp.recipe.epochs} epochs of both models would not fit the time left; training {epochs} "
-        "epochs (the same schedule, scaled)")
-    return experiment(cfg, exp.device, exp.executor, epochs)
+    if epochs < exp.recipe.epochs:
+        log(f"SHORTENED: {exp.recipe.epochs} epochs of both models would not fit the time left; training {epochs} "
+            "epochs (the same schedule, scaled)")
+        exp.recipe = exp.recipe.with_(epochs=epochs)
+    return exp
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe_epochs = exp.recipe.epochs
     if "1" in args.stages or "2" in args.stages:
         ips = None if throughput is None else float(throughput["nmu_images_per_s"].iloc[0])
-        exp = fitted(exp, cfg, ips, deadline)
+        exp = fitted(exp, ips, deadline)
         try:
             models = stage_models(exp, split, args.out, ips, recipe_epochs)
         except Exception:  # noqa: BLE001 -- e.g. no submitit: the models can still be trained here
@@ -370,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
             log(f"training side by side failed; training one after the other, without CUDA graphs: "
                 f"{traceback.format_exc()}")
             os.environ["NMU_CUDA_GRAPHS"] = "0"
-            exp = fitted(experiment(cfg, device, "inline"), cfg, ips, deadline)
+            exp = fitted(experiment(cfg, device, "inline"), ips, deadline)
             models = stage_models(exp, split, args.out, ips, recipe_epochs)
     if "3" in args.stages:
         runs = stage_unlearning(exp, split, args.out, [m for m in args.methods.split(",") if m], deadline)

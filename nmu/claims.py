@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from nmu.stats import REFERENCES, ci95, gaps_to_retrain, paired, per_experiment
+from nmu.runs import REFERENCES
+from nmu.stats import gaps_to_retrain, paired, per_experiment, summarize
 
 RELABELING = ("rl", "salun", "bs")
 """The relabeling methods NatMU is proposed against (docs/method.md): each gives D_f wrong labels."""
@@ -67,10 +68,8 @@ def over_forgetting(runs: pd.DataFrame, rivals: Sequence[str] = RELABELING) -> p
 
 def run_time(runs: pd.DataFrame) -> pd.DataFrame:
     """NatMU's run time as a fraction of the retrain's, per setting: mean and 95 % CI over experiment seeds."""
-    per_exp = per_experiment(runs[runs["method"] == "natmu"], ["rte_vs_retrain"])
-    keys = [k for k in ("dataset", "setting", "split") if k in per_exp]
-    grouped = per_exp.groupby(keys, sort=False)["rte_vs_retrain"]
-    return pd.DataFrame({"mean": grouped.mean(), "ci": grouped.agg(ci95), "n": grouped.size()}).reset_index()
+    summary = summarize(runs[runs["method"] == "natmu"], ["rte_vs_retrain"])
+    return summary.drop(columns="method").rename(columns={"rte_vs_retrain": "mean", "rte_vs_retrain_ci": "ci"})
 
 
 def hyperparameter_robustness(search: pd.DataFrame, rivals: Sequence[str] = RELABELING) -> pd.DataFrame:

@@ -18,10 +18,10 @@ import pandas as pd
 from scipy import stats as _scipy_stats
 
 from nmu.metrics import METRIC_ORDER
+from nmu.runs import REFERENCES
 
 SETTING_KEYS = ("dataset", "setting", "split")
 """The columns that identify a setting in a runs table (those present are used)."""
-REFERENCES = ("retrain", "original")
 
 
 def ci95(values: Sequence[float] | np.ndarray) -> float:
