@@ -80,7 +80,8 @@ def paired(table: pd.DataFrame, method: str = "natmu", metric: str = "avg_gap",
     setting and experiment seed: per setting and rival, the mean difference, its 95 % CI, the number
     of experiment seeds ``n`` and ``wins`` (seeds where ``method`` is strictly lower).
 
-    ``against`` (default: every method of the table but the reference rows) picks the rivals.
+    ``against`` (default: every method of the table but the reference rows) picks the rivals. A rival
+    with no runs in a setting (e.g. one a notebook does not run there) has no row for that setting.
     """
     per_exp = per_experiment(table, [metric])
     keys = _setting_keys(per_exp)
@@ -98,14 +99,15 @@ def paired(table: pd.DataFrame, method: str = "natmu", metric: str = "avg_gap",
         for rival in rivals:
             both = part[[method, rival]].dropna()
             diff = (both[method] - both[rival]).to_numpy()
-            half = ci95(diff)
-            mean = float(diff.mean()) if len(diff) else float("nan")
+            if not len(diff):
+                continue
+            half, mean = ci95(diff), float(diff.mean())
             rows.append({**dict(zip(keys, setting)), "method": method, "rival": rival, "metric": metric,
-                         "method_value": float(both[method].mean()) if len(diff) else float("nan"),
-                         "rival_value": float(both[rival].mean()) if len(diff) else float("nan"),
+                         "method_value": float(both[method].mean()), "rival_value": float(both[rival].mean()),
                          "diff": mean, "ci_low": mean - half, "ci_high": mean + half,
                          "n": len(diff), "wins": int((diff < 0).sum())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*keys, "method", "rival", "metric", "method_value", "rival_value", "diff",
+                                       "ci_low", "ci_high", "n", "wins"])
 
 
 def with_ci(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 2) -> pd.DataFrame:

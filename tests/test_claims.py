@@ -44,6 +44,16 @@ def test_claims_table_follows_the_runs_whichever_way_they_come_out():
     assert times.iloc[0]["mean"] == 0.3 and times.iloc[0]["n"] == 3
 
 
+def test_a_rival_absent_from_a_setting_is_left_out_not_counted_as_nan():
+    random = runs_table([1.0, 1.2, 0.9], [5.0, 6.0, 5.5], [79, 81, 78], [50, 55, 52])
+    hardest = random.assign(setting="hardest", split="hardest 10%")
+    scrub = random[random["method"] == "natmu"].assign(method="scrub", avg_gap=[2.0, 2.5, 2.2])
+    table = claims_table(pd.concat([random, hardest[hardest["method"] != "scrub"], scrub])).set_index("claim")
+    everyone = table.iloc[1]
+    assert everyone["evidence"].startswith("3 of 3 pairs")  # rl twice, scrub only where it ran
+    assert "nan" not in everyone["where it fails"] and everyone["verdict"] == "holds"
+
+
 def test_hyperparameter_robustness_ranks_methods_by_their_median_over_the_grid():
     search = pd.DataFrame([{"family": "random", "method": m, "config": str(i), "exp_seed": 100, "avg_gap": g}
                            for m, gaps in (("natmu", (1, 2, 3)), ("rl", (0.5, 5, 9)), ("ssd", (0, 0, 0)))

@@ -47,6 +47,10 @@ def test_paired_differences_wins_and_interval():
     assert row["diff"] == pytest.approx(diff.mean()) and row["n"] == 3 and row["wins"] == 2
     assert row["ci_high"] - row["diff"] == pytest.approx(ci95(diff))
     assert ("class rocket", "retrain") not in table.index  # reference rows are not rivals
+    # a rival that one setting does not run gets no row there (not a NaN row)
+    partial = runs_table()
+    partial = partial[~((partial["method"] == "rl") & (partial["split"] == "random 10%"))]
+    assert list(paired(partial, "natmu")["split"]) == ["class rocket"]
     with pytest.raises(ValueError, match="no 'ssd' rows"):
         paired(runs_table(), "ssd")
     with pytest.raises(ValueError, match=r"no rows of \['salun'\]"):
