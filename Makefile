@@ -13,7 +13,7 @@ SHARED_DATA ?= ../shared/data
 EXECUTOR ?= inline
 export NMU_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data figures smoke search plan test bench paper-check lab clean clean-cache
+.PHONY: venv data figures smoke search plan test bench cost paper-check lab clean clean-cache
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -39,6 +39,10 @@ test: $(STAMP)
 # Training throughput of nmu's trainer vs a torchvision DataLoader + PIL pipeline (not a test).
 bench: $(STAMP) data
 	$(PY) bench/train_throughput.py
+
+# Where $(RESULTS)'s time went, from its manifests and runs.csv (retraining, unlearning per method, the rest).
+cost: $(STAMP)
+	$(PY) bench/cold_cost.py $(RESULTS)
 
 # Paper scale on one GPU (bench/paper_check.py): trainer throughput vs a reference-style pipeline, the
 # original and retrained VGG-16-BN on CIFAR-10 (100 epochs each, side by side on the GPU), then NatMU,

@@ -1,0 +1,52 @@
+"""The bench scripts that read or time without a dataset: cold_cost.py (a results folder's wall
+time split into retraining, unlearning and the rest) and train_step.py (the training step's variants)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+
+def load(name: str = "cold_cost"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write(folder, wall, runs=None):
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"wall_seconds": wall}))
+    if runs is not None:
+        pd.DataFrame(runs, columns=["method", "seconds"]).to_csv(folder / "runs.csv", index=False)
+
+
+def test_breakdown_splits_each_notebooks_wall_time(tmp_path, capsys):
+    cold_cost = load()
+    write(tmp_path / "sample_wise", 100.0, [("original", 0.0), ("retrain", 40.0), ("natmu", 10.0), ("rl", 5.0),
+                                            ("natmu", 12.0)])
+    write(tmp_path / "gallery", 3.0)
+    write(tmp_path / "search", 999.0, [("natmu", 500.0)])  # written by `make search`, not `make figures`
+    notebooks, methods = cold_cost.breakdown(tmp_path)
+    row = notebooks.set_index("notebook").loc["sample_wise"]
+    assert (row["retrains"], row["retrain_s"], row["runs"], row["unlearning_s"], row["rest_s"]) == (1, 40, 3, 27, 33)
+    assert set(notebooks["notebook"]) == {"sample_wise", "gallery"}
+    assert methods.set_index("method").loc["natmu", "total_s"] == 22 and list(methods["method"]) == ["natmu", "rl"]
+    cold_cost.main([str(tmp_path), "--target-min", "2"])  # 40 + 27 s of retraining and unlearning
+    assert "Retraining + unlearning alone: 1 min, within the 2-min target" in capsys.readouterr().out
+    cold_cost.main([str(tmp_path), "--target-min", "1"])
+    assert "alone: 1 min, above the 1-min target" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="make figures"):
+        cold_cost.breakdown(tmp_path / "empty")
+
+
+def test_train_step_compares_every_variant_with_nmus_configuration(capsys):
+    table = load("train_step").main(["--arch", "tinycnn", "--steps", "2", "--no-compile", "--profile"])
+    assert len(table) == 5 and table["speed_vs_nmu"].iloc[0] == 1.0 and (table["ms_per_step"] > 0).all()
+    out = capsys.readouterr().out
+    assert "NCHW layout" in out and "by operator kind" in out and "convolution" in out
