@@ -1,5 +1,6 @@
-"""The bench scripts that read or time without a dataset: cold_cost.py (a results folder's wall
-time split into retraining, unlearning and the rest) and train_step.py (the training step's variants)."""
+"""The bench scripts that need no real dataset: cold_cost.py (a results folder's wall time split
+into retraining, unlearning and the rest), train_step.py (the training step's variants) and
+memorisation.py (on the smoke profile's digits)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,10 @@ def test_train_step_compares_every_variant_with_nmus_configuration(capsys):
     assert len(table) == 5 and table["speed_vs_nmu"].iloc[0] == 1.0 and (table["ms_per_step"] > 0).all()
     out = capsys.readouterr().out
     assert "NCHW layout" in out and "by operator kind" in out and "convolution" in out
+
+
+def test_memorisation_reports_the_forget_gap_per_training_length(tmp_path, capsys):
+    table = load("memorisation").main(["--profile", "smoke", "--epochs", "2", "4", "--root", str(tmp_path)])
+    assert list(table["epochs"]) == [2, 4] and (table["train_s"] > 0).all()
+    assert table["gap"].tolist() == (table["forget_acc_original"] - table["forget_acc_retrain"]).tolist()
+    assert "experiment seed 100" in capsys.readouterr().out
