@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
                                      "runs": notebooks["runs"].sum()}
     print(notebooks.round(0).to_markdown(index=False), end="\n\n")
     print(methods.round(1).to_markdown(index=False), end="\n\n")
-    share = lambda s: f"{total[s] / 60:.0f} min ({total[s] / total['wall_s'] * 100:.0f} %)"
+
+    def share(column: str) -> str:
+        return f"{total[column] / 60:.0f} min ({total[column] / total['wall_s'] * 100:.0f} %)"
+
     print(f"Notebooks: {total['wall_s'] / 60:.0f} min; retraining {share('retrain_s')}, unlearning runs "
           f"{share('unlearning_s')}, the rest (originals, evaluation, loading, figures) {share('rest_s')}.")
     floor = (total["retrain_s"] + total["unlearning_s"]) / 60

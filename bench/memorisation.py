@@ -16,6 +16,7 @@ import argparse
 import pandas as pd
 
 from nmu.experiment import Experiment
+from nmu.profiles import get_profile
 from nmu.train import accuracy
 
 
@@ -28,11 +29,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--epochs", type=int, nargs="+", default=[20, 30])
     ap.add_argument("--root", default=None, help="data root (default: $NMU_DATA or ./data)")
     args = ap.parse_args(argv)
+    profile = get_profile(args.profile)
+    recipe = profile.recipe_for(args.dataset or profile.dataset)
     rows = []
     for epochs in args.epochs:
-        probe = Experiment(args.profile, args.dataset, seed=args.seed, root=args.root, progress=False)
-        exp = Experiment(args.profile, args.dataset, seed=args.seed, root=args.root, progress=False,
-                         recipe=probe.recipe.with_(epochs=epochs))
+        exp = Experiment(profile, args.dataset, seed=args.seed, root=args.root, progress=False,
+                         recipe=recipe.with_(epochs=epochs))
         split = exp.split("random", fraction=args.fraction)
         original, retrain = exp.original(), exp.retrain(split)
         data, (forget_x, forget_y) = exp.data, split.forget_set(exp.data)
