@@ -13,7 +13,7 @@ SHARED_DATA ?= ../shared/data
 EXECUTOR ?= inline
 export NMU_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data figures smoke search plan test bench cost paper-check lab clean clean-cache
+.PHONY: venv data figures smoke search plan test bench cost paper-check paper-carry lab clean clean-cache
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -50,6 +50,18 @@ cost: $(STAMP)
 # cuDNN in benchmark mode (faster, not bitwise reproducible; recorded). ARGS: e.g. --budget-s 540.
 paper-check: $(STAMP) | data
 	NMU_CUDNN=benchmark $(PY) bench/paper_check.py --out results/paper/check $(ARGS)
+
+# What a lent GPU machine without nmu's packages or network needs, in git-ignored folders to carry
+# (results/paper/README.md): the CIFAR archives, submitit (.whl/) and papermill's wheels (.whl-nb/),
+# all for CPython 3.12 on x86-64.
+WHEEL_TARGET := --only-binary=:all: --no-deps --python-version 3.12 --implementation cp \
+	$(foreach n,2_28 2_27 2_26 2_17 2_12 2_5,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64 \
+	--platform manylinux2010_x86_64 --platform manylinux1_x86_64 --platform any
+paper-carry:
+	mkdir -p .paper-data .whl .whl-nb
+	cp -u $(SHARED_DATA)/cifar10-jpeg.tar.xz $(SHARED_DATA)/cifar100-jpeg.tar.xz .paper-data/
+	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl "$$(grep -i '^submitit==' requirements.txt)"
+	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl-nb -r bench/notebook-wheels.txt
 
 # Every notebook, executed by papermill into $(RESULTS)/ (figures PNG+PDF, tables MD+CSV,
 # manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 
 import pandas as pd
@@ -69,7 +71,7 @@ def test_summary_compares_the_retrain_row_with_the_reference_code(paper_check):
                           "mia_entropy": 80.0, "avg_gap": 0.0, "seconds": 100.0, "rte_vs_retrain": 1.0},
                          {"method": "natmu", "acc_test": 91.0, "acc_retain": 99.0, "acc_forget": 90.0,
                           "mia_entropy": 78.0, "avg_gap": 1.5, "seconds": 5.0, "rte_vs_retrain": 0.05}])
-    text = paper_check.summary(env, None, None, runs, paper_check.REFERENCE_RETRAIN)
+    text = paper_check.summary(env, None, None, runs, paper_check.REFERENCE_RETRAIN["cifar10"])
     assert "| nmu - reference | -1.12 | +0.06 | -0.70 | -0.80 |" in text
     assert "- natmu: Avg. Gap **1.50**, 5.0 s = 5.0 % of the retrain's time" in text
 
@@ -104,3 +106,39 @@ def test_a_failure_of_the_side_by_side_jobs_falls_back_to_one_after_the_other(pa
     out = tmp_path / "check"
     paper_check.main(["--tiny", "--out", str(out), "--stages", "12"])
     assert not pd.read_csv(out / "models.csv").side_by_side.any()
+
+
+def test_cifar100_is_compared_with_its_own_reference_row(paper_check):
+    env = {"config": {"profile": "paper", "dataset": "cifar100"}, "device": "GPU", "torch": "2", "cuda": "13",
+           "gpu": None, "precision": "bf16", "git_commit": "abc"}
+    runs = pd.DataFrame([{"method": "retrain", "acc_test": 75.0, "acc_retain": 99.9, "acc_forget": 76.0,
+                          "mia_entropy": 50.0, "avg_gap": 0.0, "seconds": 100.0, "rte_vs_retrain": 1.0}])
+    text = paper_check.summary(env, None, None, runs, paper_check.REFERENCE_RETRAIN["cifar100"])
+    assert "retrain row (cifar100, random 10 %)" in text
+    assert "| reference code | 75.43 | 99.95 | 75.92 | 53.49 |" in text
+
+
+def test_dataset_is_the_paper_configurations_only(paper_check, tmp_path):
+    with pytest.raises(SystemExit):
+        paper_check.main(["--tiny", "--dataset", "cifar100", "--out", str(tmp_path)])
+
+
+def test_device_wheels_pin_what_requirements_pin():
+    """The wheels carried to an offline GPU machine must be the versions the project pins."""
+    def pins(path):
+        lines = (REPO / path).read_text().splitlines()
+        return dict(line.lower().replace("_", "-").split("==") for line in lines if "==" in line)
+    carried, required = pins("bench/notebook-wheels.txt"), pins("requirements.txt")
+    assert {"papermill", "ipykernel", "nbformat"} <= carried.keys()
+    assert {k: v for k, v in carried.items() if k in required} == {k: required[k] for k in carried if k in required}
+
+
+@pytest.mark.parametrize("args, env, message", [
+    ([], {}, "usage: bench/device_check.sh check|notebook"),
+    (["check"], {}, "set NMU_GIT_COMMIT"),
+])
+def test_device_script_refuses_bad_calls_before_doing_anything(args, env, message, tmp_path):
+    run = subprocess.run(["bash", str(REPO / "bench" / "device_check.sh"), *args], cwd=tmp_path, text=True,
+                         capture_output=True, env={"PATH": os.environ["PATH"], "OUT": str(tmp_path / "out"), **env})
+    assert run.returncode != 0 and message in run.stderr
+    assert list(tmp_path.iterdir()) == []
