@@ -184,18 +184,31 @@ def graph_agreement(model_fn, images: torch.Tensor, labels: torch.Tensor, recipe
 SIDE_BY_SIDE_SPEEDUP = 1.1
 """Assumed images/s of two trainings side by side on one GPU over one alone (for the ETA only)."""
 STAGE3_RESERVE_S = 75.0
-"""Time kept for stage 3 (NatMU, RL, SalUn and their evaluation) when stages 1-2 are fitted to a budget."""
+"""Time kept for stage 3 (NatMU, RL, SalUn and their evaluation; 77 s for VGG-16-BN in check-1) when
+stages 1-2 are fitted to a budget, for VGG-16-BN: :func:`training_speed` scales it to other models."""
 
 
-def train_epochs(exp: Experiment, ips: float | None, seconds_left: float) -> int:
+def training_speed(throughput: pd.DataFrame | None, arch: str) -> tuple[float | None, float]:
+    """Stage 0's images/s of nmu's trainer on ``arch`` (None if stage 0 did not time it), and the time
+    to keep for stage 3: :data:`STAGE3_RESERVE_S`, times how much slower than VGG-16-BN ``arch`` trains
+    eagerly (as the unlearning methods do), where stage 0 measured both."""
+    if throughput is None or arch not in set(throughput.arch):
+        return None, STAGE3_RESERVE_S
+    rows = throughput.set_index("arch")
+    eager = rows.get("nmu_eager_images_per_s", pd.Series(dtype=float)).dropna()
+    slower = eager["vgg16_bn"] / eager[arch] if {"vgg16_bn", arch} <= set(eager.index) else 1.0
+    return float(rows.loc[arch, "nmu_images_per_s"]), STAGE3_RESERVE_S * max(1.0, slower)
+
+
+def train_epochs(exp: Experiment, ips: float | None, seconds_left: float, reserve_s: float = STAGE3_RESERVE_S) -> int:
     """The recipe's epochs, or fewer if stage 0's throughput ``ips`` (images/s of one training) says that
-    both trainings would not end ``STAGE3_RESERVE_S`` before the budget does (at least 1)."""
+    both trainings would not end ``reserve_s`` before the budget does (at least 1)."""
     epochs = exp.recipe.epochs
     if not ips or seconds_left == float("inf"):
         return epochs
     speed = ips * (1 if exp.executor == "inline" else SIDE_BY_SIDE_SPEEDUP)
     images_per_epoch = 2 * len(exp.data.train_labels)  # original + retrain (a little less)
-    fits = int((seconds_left - STAGE3_RESERVE_S) * speed / images_per_epoch)
+    fits = int((seconds_left - reserve_s) * speed / images_per_epoch)
     return max(1, min(epochs, fits))
 
 
@@ -323,9 +336,9 @@ def experiment(cfg: Config, device: torch.device, executor: str | dict) -> Exper
     return Experiment(cfg.profile, cfg.dataset, seed=0, device=device, progress=False, executor=executor)
 
 
-def fitted(exp: Experiment, ips: float | None, deadline: float) -> Experiment:
+def fitted(exp: Experiment, ips: float | None, deadline: float, reserve_s: float) -> Experiment:
     """``exp`` with its recipe's epochs cut (said loudly) where :func:`train_epochs` says so."""
-    epochs = train_epochs(exp, ips, deadline - time.time())
+    epochs = train_epochs(exp, ips, deadline - time.time(), reserve_s)
     if epochs < exp.recipe.epochs:
         log(f"SHORTENED: {exp.recipe.epochs} epochs of both models would not fit the time left; training {epochs} "
             "epochs (the same schedule, scaled)")
@@ -365,8 +378,8 @@ def main(argv: list[str] | None = None) -> None:
     split = exp.split("random", fraction=cfg.fraction)
     recipe_epochs = exp.recipe.epochs
     if "1" in args.stages or "2" in args.stages:
-        ips = None if throughput is None else float(throughput["nmu_images_per_s"].iloc[0])
-        exp = fitted(exp, ips, deadline)
+        ips, reserve_s = training_speed(throughput, exp.arch)
+        exp = fitted(exp, ips, deadline, reserve_s)
         try:
             models = stage_models(exp, split, args.out, ips, recipe_epochs)
         except Exception:  # noqa: BLE001 -- e.g. no submitit: the models can still be trained here
@@ -375,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
             log(f"training side by side failed; training one after the other, without CUDA graphs: "
                 f"{traceback.format_exc()}")
             os.environ["NMU_CUDA_GRAPHS"] = "0"
-            exp = fitted(experiment(cfg, device, "inline"), ips, deadline)
+            exp = fitted(experiment(cfg, device, "inline"), ips, deadline, reserve_s)
             models = stage_models(exp, split, args.out, ips, recipe_epochs)
     if "3" in args.stages:
         runs = stage_unlearning(exp, split, args.out, [m for m in args.methods.split(",") if m], deadline)

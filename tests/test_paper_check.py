@@ -87,10 +87,22 @@ def test_epochs_are_shortened_to_fit_the_budget(paper_check):
     left = paper_check.STAGE3_RESERVE_S + 3 * 2 * n / 1000 + 0.1
     assert paper_check.train_epochs(exp, 1000.0, left) == 3
     assert paper_check.train_epochs(exp, 1000.0, 0.0) == 1
+    assert paper_check.train_epochs(exp, 1000.0, left + 100, reserve_s=100 + paper_check.STAGE3_RESERVE_S) == 3
+
+
+def test_training_speed_is_the_trained_models_and_scales_stage_3s_reserve(paper_check):
+    base = paper_check.STAGE3_RESERVE_S
+    throughput = pd.DataFrame({"arch": ["vgg16_bn", "resnet18"], "nmu_images_per_s": [50e3, 30e3],
+                               "nmu_eager_images_per_s": [16e3, 12e3]})
+    assert paper_check.training_speed(throughput, "vgg16_bn") == (50e3, base)
+    assert paper_check.training_speed(throughput, "resnet18") == (30e3, base * 16 / 12)  # trains eagerly 4/3 slower
+    assert paper_check.training_speed(throughput.drop(columns="nmu_eager_images_per_s"), "resnet18") == (30e3, base)
+    assert paper_check.training_speed(throughput, "tinycnn") == (None, base)  # not timed in stage 0
+    assert paper_check.training_speed(None, "vgg16_bn") == (None, base)
 
 
 def test_shortened_models_are_trained_by_the_side_by_side_jobs(paper_check, tmp_path, monkeypatch):
-    monkeypatch.setattr(paper_check, "train_epochs", lambda exp, ips, left: 2)
+    monkeypatch.setattr(paper_check, "train_epochs", lambda exp, ips, left, reserve_s: 2)
     out = tmp_path / "check"
     paper_check.main(["--tiny", "--out", str(out), "--stages", "12"])
     models = pd.read_csv(out / "models.csv")
