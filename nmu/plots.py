@@ -164,22 +164,26 @@ def paired_forest(pairs: pd.DataFrame, title: str = "") -> plt.Figure:
     label = pairs[[k for k in ("dataset", "split") if k in pairs]].astype(str).agg(" ".join, axis=1)
     settings = list(dict.fromkeys(label))
     rivals = list(dict.fromkeys(pairs["rival"]))
-    fig, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 0.35 * len(rivals) + 1.4),
+    ncols = min(4, len(settings))
+    nrows = -(-len(settings) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, nrows * (0.3 * len(rivals) + 1.3)),
                              squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], settings):
+    for ax in axes.flat[len(settings):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, settings):
         part = pairs[label == name].set_index("rival").reindex(rivals)
         y = np.arange(len(rivals))
         ax.errorbar(part["diff"], y, xerr=[part["diff"] - part["ci_low"], part["ci_high"] - part["diff"]],
                     fmt="o", color="#d62728", ms=4, capsize=2)
-        for yi, row in zip(y, part.itertuples()):
+        for yi, row in zip(y, part.itertuples()):  # wins, just right of the panel
             if np.isfinite(row.diff):
-                ax.annotate(f"{int(row.wins)}/{int(row.n)}", (1.0, yi), xycoords=("axes fraction", "data"),
-                            fontsize=6, ha="right", va="center", color="#4d4d4d")
+                ax.annotate(f"{int(row.wins)}/{int(row.n)}", (1.02, yi), xycoords=("axes fraction", "data"),
+                            fontsize=7, ha="left", va="center", color="#4d4d4d", annotation_clip=False)
         ax.axvline(0, color="#4d4d4d", lw=0.8)
         ax.set_yticks(y, rivals, fontsize=8)
-        ax.invert_yaxis()
         ax.set_title(name, fontsize=8)
         ax.set_xlabel(f"natmu - rival, {LABELS.get(pairs['metric'].iloc[0], pairs['metric'].iloc[0])}", fontsize=7)
+    axes[0, 0].invert_yaxis()  # (once: the panels share it) the first rival on top
     fig.suptitle(title or "NatMU minus each method, paired by experiment seed (mean, 95 % CI; wins/experiments)",
                  fontsize=9)
     fig.tight_layout()
