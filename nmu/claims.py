@@ -96,7 +96,7 @@ def claims_table(comparison_runs: pd.DataFrame, search: pd.DataFrame | None = No
                              f"the 95 % CI of the paired difference below 0; NatMU ahead on average in "
                              f"{int((closest['diff'] < 0).sum())}; experiment seeds per setting: {n}",
                  "where it fails": _where_not(closest)})
-    everyone = closest_to_retraining(comparison_runs, [m for m in set(comparison_runs["method"])
+    everyone = closest_to_retraining(comparison_runs, [m for m in comparison_runs["method"].unique()
                                                        if m not in (*REFERENCES, "natmu")])
     rows.append({"claim": "... and among all baselines (FT, GA, l1-sparse, SCRUB, SSD, BadTeacher too)",
                  "verdict": verdict(everyone),

@@ -1,5 +1,9 @@
 """The claims table: one rule turns paired comparisons into holds / partly / does not."""
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 
 from nmu.claims import claims_table, hyperparameter_robustness, over_forgetting, run_time, verdict
@@ -52,6 +56,21 @@ def test_a_rival_absent_from_a_setting_is_left_out_not_counted_as_nan():
     everyone = table.iloc[1]
     assert everyone["evidence"].startswith("3 of 3 pairs")  # rl twice, scrub only where it ran
     assert "nan" not in everyone["where it fails"] and everyone["verdict"] == "holds"
+
+
+def test_the_table_is_the_same_in_every_process():
+    """Its text may not follow Python's per-process string hashing (set order): same runs, same table."""
+    script = """
+import pandas as pd
+from nmu.claims import claims_table
+rows = [{"dataset": "cifar10", "setting": "random", "split": "random 10%", "exp_seed": s, "seed": 0,
+         "method": m, "avg_gap": g + s / 10, "acc_forget": 80.0, "mia_entropy": 60.0, "rte_vs_retrain": 0.1}
+        for s in range(3) for m, g in [("retrain", 0), ("natmu", 5)] + [(r, 1) for r in "abcdefgh"]]
+print(claims_table(pd.DataFrame(rows)).iloc[1]["where it fails"])
+"""
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(outputs) == 1 and " vs a " in outputs.pop()
 
 
 def test_hyperparameter_robustness_ranks_methods_by_their_median_over_the_grid():
