@@ -6,7 +6,7 @@
 #   NMU_GIT_COMMIT=<commit> bash bench/device_check.sh check [paper_check.py options]   # --dataset cifar100
 #   NMU_GIT_COMMIT=<commit> bash bench/device_check.sh notebook [NOTEBOOK]              # default quickstart
 #
-# `check` runs bench/paper_check.py into pc/ within BUDGET_S seconds (default 530); `notebook` runs one
+# `check` runs bench/paper_check.py into pc/ within BUDGET_S seconds (default 500); `notebook` runs one
 # notebook by papermill under the PROFILE profile (default paper) into pc-nb/. Each ends by packing its
 # folder into $OUT/<mode>.tgz, so a run stopped by its budget still brings back what it finished. Both
 # use the checkpoint cache /tmp/nmu: a notebook run right after a check (same machine) reuses its models.
@@ -29,7 +29,7 @@ python3 -W "ignore:'nmu.archives' found in sys.modules:RuntimeWarning" -m nmu.ar
   --root "$NMU_DATA" || exit
 case $mode in
   check)
-    budget=${BUDGET_S:-530}
+    budget=${BUDGET_S:-500}
     mkdir -p pc
     timeout $((budget + 30)) python3 bench/paper_check.py --out pc --budget-s "$budget" "$@" 2>&1 | tee pc/log.txt
     status=${PIPESTATUS[0]}
