@@ -7,9 +7,10 @@
 #   NMU_GIT_COMMIT=<commit> bash bench/device_check.sh notebook [NOTEBOOK]              # default quickstart
 #
 # `check` runs bench/paper_check.py into pc/ within BUDGET_S seconds (default 500); `notebook` runs one
-# notebook by papermill under the PROFILE profile (default paper) into pc-nb/. Each ends by packing its
-# folder into $OUT/<mode>.tgz, so a run stopped by its budget still brings back what it finished. Both
-# use the checkpoint cache /tmp/nmu: a notebook run right after a check (same machine) reuses its models.
+# notebook by papermill under the PROFILE profile (default paper) into pc-nb/. Each is stopped 30 s after
+# BUDGET_S at the latest and ends by packing its folder into $OUT/<mode>.tgz, so a run stopped by its
+# budget still brings back what it finished. Both use the checkpoint cache /tmp/nmu: a notebook run right
+# after a check (same machine) reuses its models.
 set -uo pipefail
 mode=${1:-}
 case $mode in
@@ -27,9 +28,9 @@ export PYTHONPATH=$PWD:/tmp/site NMU_DATA=/tmp/nmu NMU_CUDNN=${NMU_CUDNN:-benchm
 export PYTHONUNBUFFERED=1 NMU_PROGRESS=0
 python3 -W "ignore:'nmu.archives' found in sys.modules:RuntimeWarning" -m nmu.archives unpack .paper-data \
   --root "$NMU_DATA" || exit
+budget=${BUDGET_S:-500}
 case $mode in
   check)
-    budget=${BUDGET_S:-500}
     mkdir -p pc
     timeout $((budget + 30)) python3 bench/paper_check.py --out pc --budget-s "$budget" "$@" 2>&1 | tee pc/log.txt
     status=${PIPESTATUS[0]}
@@ -37,8 +38,8 @@ case $mode in
   notebook)
     name=${1:-quickstart}
     mkdir -p pc-nb
-    python3 -m papermill "notebooks/$name.ipynb" "pc-nb/$name.ipynb" -p profile "${PROFILE:-paper}" \
-      -p out_dir "pc-nb/$name" --log-level WARNING 2>&1 | tee pc-nb/log.txt
+    timeout $((budget + 30)) python3 -m papermill "notebooks/$name.ipynb" "pc-nb/$name.ipynb" \
+      -p profile "${PROFILE:-paper}" -p out_dir "pc-nb/$name" --log-level WARNING 2>&1 | tee pc-nb/log.txt
     status=${PIPESTATUS[0]}
     tar czf "$out/notebook.tgz" pc-nb ;;
 esac
