@@ -58,6 +58,8 @@ WHEEL_TARGET := --only-binary=:all: --no-deps --python-version 3.12 --implementa
 	$(foreach n,2_28 2_27 2_26 2_17 2_12 2_5,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64 \
 	--platform manylinux2010_x86_64 --platform manylinux1_x86_64 --platform any
 paper-carry:
+	@for f in cifar10-jpeg.tar.xz cifar100-jpeg.tar.xz; do test -f "$(SHARED_DATA)/$$f" || { echo "make paper-carry: \
+	no $(SHARED_DATA)/$$f; set SHARED_DATA to the folder of the CIFAR JPEG archives (../shared/data here)" >&2; exit 1; }; done
 	mkdir -p .paper-data .whl .whl-nb
 	cp -u $(SHARED_DATA)/cifar10-jpeg.tar.xz $(SHARED_DATA)/cifar100-jpeg.tar.xz .paper-data/
 	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl "$$(grep -i '^submitit==' requirements.txt)"
