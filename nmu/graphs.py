@@ -1,12 +1,13 @@
-"""A training step (forward, cross-entropy, backward, SGD update) captured once as a CUDA graph and
+"""A training step (forward, cross-entropy, backward, SGD or AdamW update) captured once as a CUDA graph and
 then replayed, for :func:`nmu.train.fit` on a GPU.
 
 Eager PyTorch launches each of the few hundred kernels of a VGG-16-BN step from Python; at batch 128
 on an H100 the host cannot keep up with the GPU (measured: 15.7-20.9k images/s from one process,
 about twice that from two side by side). A replayed graph launches the whole step at once: 53.3k
 images/s (results/paper/README.md).
-Only plain cross-entropy SGD training is captured (the original and retrained models: the longest
-runs); the unlearning methods' losses, with their data-dependent branches, stay eager.
+Plain cross-entropy training is captured, with SGD (the original and retrained models: the longest
+runs) or AdamW (the fine-tuning of NatMU, FT and RL: D_r plus extra labelled samples); the methods
+with losses of their own (data-dependent branches, teachers, masks) stay eager.
 """
 
 from __future__ import annotations
@@ -31,18 +32,45 @@ def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list
     torch._foreach_add_(params, [b * lr for b in bufs], alpha=-1.0)  # (lr read on the device: no sync)
 
 
+@torch.no_grad()
+def adamw_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+                 exp_avg_sqs: list[torch.Tensor], step: torch.Tensor, lr: torch.Tensor, weight_decay: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    """``torch.optim.AdamW``'s update (decoupled weight decay, bias correction, no amsgrad) with the
+    learning rate and the step count device tensors, so that a captured graph reads and advances them."""
+    beta1, beta2 = betas
+    step.add_(1)
+    if weight_decay:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, (1 - torch.pow(beta2, step)).sqrt())
+    torch._foreach_add_(denom, eps)
+    updates = torch._foreach_div(exp_avgs, denom)
+    torch._foreach_mul_(updates, lr / (1 - torch.pow(beta1, step)))
+    torch._foreach_sub_(params, updates)
+
+
 class GraphedStep:
     """``step(x, y, lr) -> per-sample losses`` for batches of one shape: the first
     :data:`WARMUP_STEPS` calls run eagerly, the next captures the step, every later call replays it.
-    The returned losses live in a buffer that the next call overwrites."""
+    The returned losses live in a buffer that the next call overwrites. ``optimizer``: ``"sgd"``
+    (:func:`sgd_update`, ``momentum``) or ``"adamw"`` (:func:`adamw_update`, PyTorch's default betas)."""
 
     def __init__(self, model: nn.Module, batch_shape: tuple[int, ...], *, momentum: float, weight_decay: float,
-                 label_smoothing: float, amp: bool):
+                 label_smoothing: float, amp: bool, optimizer: str = "sgd"):
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"GraphedStep captures 'sgd' or 'adamw', not {optimizer!r}")
         device = next(model.parameters()).device
-        self.model, self.momentum, self.weight_decay = model, momentum, weight_decay
+        self.model, self.momentum, self.weight_decay, self.optimizer = model, momentum, weight_decay, optimizer
         self.label_smoothing, self.amp = label_smoothing, amp
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.bufs = [torch.zeros_like(p) for p in self.params]
+        """SGD's momentum buffers, or AdamW's first moments (both start at zero)."""
+        self.sq_bufs = [torch.zeros_like(p) for p in self.params] if optimizer == "adamw" else []
+        self.step_count = torch.zeros((), device=device)
         self.lr = torch.zeros((), device=device)
         self.x = torch.zeros(batch_shape, device=device).contiguous(memory_format=torch.channels_last)
         self.y = torch.zeros(batch_shape[0], dtype=torch.long, device=device)
@@ -59,7 +87,11 @@ class GraphedStep:
             losses = F.cross_entropy(self.model(self.x), self.y, reduction="none",
                                      label_smoothing=self.label_smoothing).float()
         losses.mean().backward()
-        sgd_update(self.params, [p.grad for p in self.params], self.bufs, self.lr, self.momentum, self.weight_decay)
+        grads = [p.grad for p in self.params]
+        if self.optimizer == "sgd":
+            sgd_update(self.params, grads, self.bufs, self.lr, self.momentum, self.weight_decay)
+        else:
+            adamw_update(self.params, grads, self.bufs, self.sq_bufs, self.step_count, self.lr, self.weight_decay)
         return losses.detach()  # (holding the autograd graph would keep its gradient accumulators alive)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:

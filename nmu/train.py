@@ -4,7 +4,7 @@ The whole dataset stays a uint8 tensor on the model's device; each step gathers 
 random crop + horizontal flip as one batched index operation (no PIL, no worker processes), and
 runs the model in bf16 autocast with channels_last where the hardware supports it. On a GPU the batch
 order and augmentation are drawn there too (a CUDA generator), no step waits for the host, the
-optimiser is fused, and plain cross-entropy SGD runs as one captured CUDA graph per step
+optimiser is fused, and plain cross-entropy training (SGD or AdamW) runs as one captured CUDA graph per step
 (:mod:`nmu.graphs`; :func:`cuda_graphs`). Same seed, same device and thread count -> bitwise-identical
 weights (tested on the CPU; on a GPU meant to hold with the default ``NMU_CUDNN=deterministic``,
 :func:`cudnn_mode`, not yet checked there). A run whose loss turns NaN
@@ -262,7 +262,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     return one loss per sample. The model is left on ``device`` in eval mode.
     Raises :class:`NonFiniteLossError` when the mean loss of a step is NaN or infinite.
 
-    On a GPU, plain cross-entropy SGD (no ``loss_fn``) runs as a captured CUDA graph
+    On a GPU, plain cross-entropy training (no ``loss_fn``) runs as a captured CUDA graph
     (:class:`nmu.graphs.GraphedStep`, unless ``NMU_CUDA_GRAPHS=0``); each epoch then leaves out its
     last batch if it is not full (fewer than ``batch_size`` samples, a different sample each epoch).
     """
@@ -278,13 +278,13 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     keep = no_augment.to(device=device, dtype=torch.bool) if no_augment is not None else None
     custom_loss, loss_fn = loss_fn, loss_fn or cross_entropy_loss(recipe.label_smoothing)
     generator = make_generator(seed, device)
-    graphed = (device.type == "cuda" and custom_loss is None and recipe.optimizer == "sgd" and cuda_graphs()
-               and len(data) >= recipe.batch_size)
+    graphed = device.type == "cuda" and custom_loss is None and cuda_graphs() and len(data) >= recipe.batch_size
     per_epoch = len(data) // recipe.batch_size if graphed else steps_per_epoch(len(data), recipe.batch_size)
     total = per_epoch * recipe.epochs
     if graphed:
         graph_step = GraphedStep(model, (recipe.batch_size, *data.shape[1:]), momentum=recipe.momentum,
-                                 weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing, amp=amp)
+                                 weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing, amp=amp,
+                                 optimizer=recipe.optimizer)
     else:
         optimizer = make_optimizer(model.parameters(), recipe)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, per_epoch))

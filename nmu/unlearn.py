@@ -102,10 +102,12 @@ class Task:
         is_extra = torch.cat(extra)
         recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                         optimizer=optimizer, momentum=0.9, schedule="cosine", crop_padding=self.crop_padding)
-        fit(self.model, torch.cat(xs), torch.cat(ys), recipe, seed=self.seed,
-            no_augment=None if augment_extra else is_extra,
-            loss_fn=loss_fn(is_extra.to(self.device)) if loss_fn is not None else None, device=self.device,
-            precision=self.precision, progress=self.progress, desc=desc)
+        result = fit(self.model, torch.cat(xs), torch.cat(ys), recipe, seed=self.seed,
+                     no_augment=None if augment_extra else is_extra,
+                     loss_fn=loss_fn(is_extra.to(self.device)) if loss_fn is not None else None,
+                     device=self.device, precision=self.precision, progress=self.progress, desc=desc)
+        if self.device.type == "cuda":  # which trainer ran, for the run's record (a GPU's only: a CPU has one)
+            self.info["cuda_graph"] = self.info.get("cuda_graph", True) and result.graphed
 
     def reset_head(self) -> None:
         """Re-initialise the weights of the model's final linear layer (class-wise settings; the bias is

@@ -11,6 +11,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -90,15 +91,49 @@ def test_epochs_are_shortened_to_fit_the_budget(paper_check):
     assert paper_check.train_epochs(exp, 1000.0, left + 100, reserve_s=100 + paper_check.STAGE3_RESERVE_S) == 3
 
 
-def test_training_speed_is_the_trained_models_and_scales_stage_3s_reserve(paper_check):
-    base = paper_check.STAGE3_RESERVE_S
+def test_training_speed_is_the_trained_models_on_the_path_it_takes(paper_check, monkeypatch):
+    base, cpu, gpu = paper_check.STAGE3_RESERVE_S, torch.device("cpu"), torch.device("cuda")
     throughput = pd.DataFrame({"arch": ["vgg16_bn", "resnet18"], "nmu_images_per_s": [50e3, 30e3],
                                "nmu_eager_images_per_s": [16e3, 12e3]})
-    assert paper_check.training_speed(throughput, "vgg16_bn") == (50e3, base)
-    assert paper_check.training_speed(throughput, "resnet18") == (30e3, base * 16 / 12)  # trains eagerly 4/3 slower
-    assert paper_check.training_speed(throughput.drop(columns="nmu_eager_images_per_s"), "resnet18") == (30e3, base)
-    assert paper_check.training_speed(throughput, "tinycnn") == (None, base)  # not timed in stage 0
-    assert paper_check.training_speed(None, "vgg16_bn") == (None, base)
+    monkeypatch.setenv("NMU_CUDA_GRAPHS", "1")
+    assert paper_check.training_speed(throughput, "vgg16_bn", gpu) == (50e3, base)  # graphed
+    assert paper_check.training_speed(throughput, "resnet18", gpu) == pytest.approx((30e3, base * 16 / 12))  # eager 4/3 slower
+    assert paper_check.training_speed(throughput, "vgg16_bn", cpu) == (16e3, base)  # no graphs on a CPU
+    monkeypatch.setenv("NMU_CUDA_GRAPHS", "0")  # e.g. turned off by stage 0's check: the eager speed
+    assert paper_check.training_speed(throughput, "vgg16_bn", gpu) == (16e3, base)
+    eager_only = throughput.drop(columns="nmu_eager_images_per_s")  # graphs failed in stage 0: all eager
+    assert paper_check.training_speed(eager_only, "resnet18", gpu) == (30e3, base)
+    assert paper_check.training_speed(throughput, "tinycnn", gpu) == (None, base)  # not timed in stage 0
+    assert paper_check.training_speed(None, "vgg16_bn", gpu) == (None, base)
+
+
+def test_graphed_training_is_never_side_by_side(paper_check, monkeypatch):
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setenv("NMU_CUDA_GRAPHS", "1")
+    assert not paper_check.side_by_side(gpu, sequential=False)
+    assert paper_check.side_by_side(cpu, sequential=False) and not paper_check.side_by_side(cpu, sequential=True)
+    monkeypatch.setenv("NMU_CUDA_GRAPHS", "0")
+    assert paper_check.side_by_side(gpu, sequential=False)
+
+
+def test_graph_disagreement_turns_graphs_off_beyond_rounding(paper_check):
+    def row(diff=1e-5, eager=2.0, graphed=2.0001, adamw_diff=1e-5):
+        return {"graph_check_param_rel_diff": diff, "graph_check_loss_eager": eager,
+                "graph_check_loss_graphed": graphed, "graph_check_adamw_param_rel_diff": adamw_diff,
+                "graph_check_adamw_loss_eager": 1.0, "graph_check_adamw_loss_graphed": 1.0}
+    assert paper_check.graph_disagreement(row()) is None
+    assert "sgd: parameters differ by 0.5" in paper_check.graph_disagreement(row(diff=0.5))
+    assert "mean loss 2.5 graphed vs 2 eager" in paper_check.graph_disagreement(row(graphed=2.5))
+    assert paper_check.graph_disagreement(row(adamw_diff=float("nan"))).startswith("adamw:")
+    # every schedule of the check changes the learning rate at every one of its steps
+    from nmu.train import lr_factor
+
+    recipe = paper_check.Recipe(epochs=1, lr=0.05)
+    for changes in paper_check.GRAPH_CHECK_RECIPES.values():
+        r = recipe.with_(**changes)
+        n = paper_check.GRAPH_CHECK_STEPS
+        factors = [lr_factor(r, step, n, n) for step in range(n)]
+        assert len(set(factors)) == n, changes
 
 
 def test_shortened_models_are_trained_by_the_side_by_side_jobs(paper_check, tmp_path, monkeypatch):
@@ -145,12 +180,15 @@ def test_device_wheels_pin_what_requirements_pin():
     assert {k: v for k, v in carried.items() if k in required} == {k: required[k] for k in carried if k in required}
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "usage: bench/device_check.sh check|notebook"),
-    (["check"], "set NMU_GIT_COMMIT"),
+@pytest.mark.parametrize("args, env, message", [
+    ([], {}, "usage: bench/device_check.sh check|notebook"),
+    (["check"], {}, "set NMU_GIT_COMMIT"),
+    (["check"], {"NMU_GIT_COMMIT": "abc"}, "not carried: .paper-data/cifar10-jpeg.tar.xz .whl/"),
+    (["check", "--dataset", "cifar100"], {"NMU_GIT_COMMIT": "abc"}, "not carried: .paper-data/cifar100-jpeg.tar.xz"),
+    (["notebook"], {"NMU_GIT_COMMIT": "abc"}, ".whl-nb/ (papermill's wheels); run `make paper-carry`"),
 ])
-def test_device_script_refuses_bad_calls_before_doing_anything(args, message, tmp_path):
+def test_device_script_refuses_bad_calls_before_doing_anything(args, env, message, tmp_path):
     run = subprocess.run(["bash", str(REPO / "bench" / "device_check.sh"), *args], cwd=tmp_path, text=True,
-                         capture_output=True, env={"PATH": os.environ["PATH"], "OUT": str(tmp_path / "out")})
-    assert run.returncode != 0 and message in run.stderr
+                         capture_output=True, env={"PATH": os.environ["PATH"], "OUT": str(tmp_path / "out"), **env})
+    assert run.returncode == 2 and message in run.stderr
     assert list(tmp_path.iterdir()) == []

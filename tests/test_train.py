@@ -210,3 +210,39 @@ def test_the_captured_step_is_an_sgd_step(smoke):
         torch.testing.assert_close(losses, expected.detach())
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_captured_step_is_an_adamw_step(smoke):
+    """GraphedStep with AdamW (NatMU's fine-tuning), run eagerly on the CPU, equals torch's AdamW, bias
+    correction and decoupled weight decay included, over learning rates that change every step."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from nmu.graphs import GraphedStep
+
+    d = smoke.data
+    ours = build_model("tinycnn", d.num_classes, d.mean, d.std, seed=0).train()
+    theirs = copy.deepcopy(ours)
+    x, y = d.train_images[:16].float().div(255), d.train_labels[:16]
+    step = GraphedStep(ours, tuple(x.shape), momentum=0.9, weight_decay=2e-3, label_smoothing=0.0, amp=False,
+                       optimizer="adamw")
+    opt = torch.optim.AdamW(theirs.parameters(), lr=1e-3, weight_decay=2e-3)
+    for lr in (1e-3, 8e-4, 5e-4, 2e-4, 1e-4):
+        step.x.copy_(x), step.y.copy_(y), step.lr.fill_(lr)
+        for p in step.params:
+            p.grad = None
+        losses = step.step_eagerly()
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        expected = F.cross_entropy(theirs(x), y, reduction="none")
+        expected.mean().backward()
+        opt.step()
+        torch.testing.assert_close(losses, expected.detach(), rtol=1e-5, atol=1e-6)
+    assert step.step_count.item() == 5
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="'sgd' or 'adamw'"):
+        GraphedStep(ours, tuple(x.shape), momentum=0.9, weight_decay=0.0, label_smoothing=0.0, amp=False,
+                    optimizer="adam")
