@@ -13,7 +13,7 @@ SHARED_DATA ?= ../shared/data
 EXECUTOR ?= inline
 export NMU_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data figures smoke search plan test bench cost paper-check paper-carry lab clean clean-cache
+.PHONY: venv data figures smoke search plan test bench cost paper-check paper-carry paper-ledger lab clean clean-cache
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -50,6 +50,11 @@ cost: $(STAMP)
 # cuDNN in benchmark mode (faster, not bitwise reproducible; recorded). ARGS: e.g. --budget-s 540.
 paper-check: $(STAMP) | data
 	NMU_CUDNN=benchmark $(PY) bench/paper_check.py --out results/paper/check $(ARGS)
+
+# The paper-scale tables (results/paper/<dataset>.md, .csv) from every committed GPU ledger run in
+# results/paper/ledger/ (one bench/paper_check.py run per folder): means, 95 % CIs over seeds, paired NatMU.
+paper-ledger: $(STAMP)
+	$(PY) bench/paper_ledger.py
 
 # What a lent GPU machine without nmu's packages or network needs, in git-ignored folders to carry
 # (results/paper/README.md): the CIFAR archives, submitit (.whl/) and papermill's wheels (.whl-nb/),

@@ -28,9 +28,15 @@ from nmu.storage import atomic_write  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER = REPO / "results" / "paper" / "ledger"
-METRICS = ["acc_test", "acc_retain", "acc_forget", "mia_entropy", "avg_gap", "seconds", "rte_vs_retrain"]
+METRICS = ["acc_test", "acc_retain", "acc_forget", "mia_entropy", "avg_gap", "seconds", "rte_pct"]
 HEADERS = {"acc_test": "Acc D_t", "acc_retain": "Acc D_r", "acc_forget": "Acc D_f", "mia_entropy": "MIA (entropy)",
-           "avg_gap": "Avg. Gap", "seconds": "run time (s)", "rte_vs_retrain": "run time / retrain's"}
+           "avg_gap": "Avg. Gap", "seconds": "run time (s)", "rte_pct": "run time (% of retrain's)"}
+NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it is inside it."""
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -46,17 +52,17 @@ def load_run(folder: Path) -> pd.DataFrame:
     cfg = env["config"]
     if "failed" not in runs:
         runs["failed"] = pd.NA
-    return runs.assign(dataset=cfg["dataset"], setting=f"random {100 * cfg['fraction']:g} %",
+    return runs.assign(rte_pct=100 * runs.rte_vs_retrain, dataset=cfg["dataset"], setting=f"random {100 * cfg['fraction']:g} %",
                        exp_seed=int(cfg.get("seed", 0)), epochs=int(models.epochs.min()),
                        recipe_epochs=int(models.recipe_epochs.max()), device=env.get("gpu_name", env["device"]),
                        commit=env["git_commit"], run=folder.name)
 
 
 def method_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per method: mean (± 95 % CI with 2+ seeds) of :data:`METRICS` over the runs that did not fail,
-    ``n`` seeds and ``failed`` (how many runs failed)."""
-    ok = runs[runs.failed.isna()]
-    table = with_ci(summarize(ok, METRICS), METRICS)
+    """Per method (in the runs' order): the mean of each of :data:`METRICS` over the seeds whose run
+    did not fail, its 95 % CI half-width (``<metric>_ci``, NaN under two seeds), ``n`` such seeds and
+    ``failed`` (how many runs failed)."""
+    table = summarize(runs[runs.failed.isna()], METRICS).drop(columns=["dataset", "setting"], errors="ignore")
     failed = runs[runs.failed.notna()].groupby("method").size()
     order = list(dict.fromkeys(runs.method))
     table = table.set_index("method").reindex(order)
@@ -67,8 +73,8 @@ def method_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def render(dataset: str, runs: pd.DataFrame, ledger: Path) -> tuple[str, pd.DataFrame]:
     """The Markdown page and the CSV table of ``dataset``'s ledger runs."""
-    lines = [f"# {dataset.upper()} at the paper's scale", "",
-             f"Rendered by `make paper-ledger` (`bench/paper_ledger.py`) from `{ledger.relative_to(REPO)}/`: "
+    lines = [f"# {NAMES.get(dataset, dataset)} at the paper's scale", "",
+             f"Rendered by `make paper-ledger` (`bench/paper_ledger.py`) from `{shown(ledger)}/`: "
              f"{', '.join(f'`{r}`' for r in sorted(set(runs.run)))}. Each run is one GPU lease of "
              "`bench/device_check.sh check --seed k` (results/paper/README.md); its folder holds the log and the "
              "manifest (`environment.json`: device, versions, commit, cuDNN mode, CUDA graphs). Means over "
@@ -79,11 +85,11 @@ def render(dataset: str, runs: pd.DataFrame, ledger: Path) -> tuple[str, pd.Data
     full = runs.epochs == runs.recipe_epochs
     for (setting, epochs), part in runs[full].groupby(["setting", "epochs"], sort=False):
         table = method_table(part)
-        tables.append(table.assign(setting=setting, epochs=epochs))
-        devices = ", ".join(sorted(set(part.device)))
-        lines += [f"## {setting}, {epochs} epochs ({len(set(part.exp_seed))} seeds: "
-                  f"{', '.join(map(str, sorted(set(part.exp_seed))))}; {devices})", "",
-                  markdown_table(table.rename(columns=HEADERS)), ""]
+        tables.append(table.assign(dataset=dataset, setting=setting, epochs=epochs))
+        seeds = sorted(set(part.exp_seed))
+        lines += [f"## {setting}, {epochs} epochs ({len(seeds)} seed{'s' * (len(seeds) > 1)}: "
+                  f"{', '.join(map(str, seeds))}; {', '.join(sorted(set(part.device)))})", "",
+                  markdown_table(with_ci(table, METRICS).rename(columns=HEADERS)), ""]
         pairs = paired(part[part.failed.isna()], "natmu", "avg_gap")
         if len(pairs):
             pairs = pairs.assign(ci=[f"[{lo:+.2f}, {hi:+.2f}]" if n > 1 else "" for lo, hi, n
