@@ -49,11 +49,10 @@ from train_throughput import nmu_images_per_second, reference_images_per_second 
 from nmu import jobs  # noqa: E402
 from nmu.data import load_dataset  # noqa: E402
 from nmu.experiment import Experiment  # noqa: E402
-from nmu.metrics import avg_gap  # noqa: E402
 from nmu.models import build_model  # noqa: E402
 from nmu.profiles import get_profile  # noqa: E402
 from nmu.report import environment, save_table  # noqa: E402
-from nmu.runs import reference_records, unlearned  # noqa: E402
+from nmu.runs import run_setting  # noqa: E402
 from nmu.storage import atomic_write  # noqa: E402
 from nmu.train import (Recipe, accuracy, cuda_graphs, default_device, fit, gpu_mode, resolve_precision,  # noqa: E402
                        set_cudnn)
@@ -304,10 +303,10 @@ def stage_models(exp: Experiment, split, out: Path, ips: float | None, recipe_ep
 
 
 def stage_unlearning(exp: Experiment, split, out: Path, methods: list[str], deadline: float) -> pd.DataFrame:
-    """Stage 3: the reference rows, then each method while the time left allows one more run (as
-    long as the slowest so far, with half again as margin)."""
-    gold, original = reference_records(exp, split)
-    records, slowest = [gold, original], 0.0
+    """Stage 3: the reference rows, then each method's run (:func:`nmu.runs.run_setting`, one method at a
+    time) while the time left allows one more (as long as the slowest so far, with half again as margin);
+    a method that raises is recorded as failed and the others go on."""
+    records, slowest = run_setting(exp, split, []).to_dict("records"), 0.0
     for method in methods:
         left = deadline - time.time()
         if method not in FIRST_METHODS and left < 1.5 * slowest:
@@ -315,15 +314,14 @@ def stage_unlearning(exp: Experiment, split, out: Path, methods: list[str], dead
             break
         start = time.perf_counter()
         try:
-            _, rec = unlearned(exp, split, method)
+            table = run_setting(exp, split, [method])
         except Exception as err:  # noqa: BLE001 -- one method's failure must not lose the others' rows
             log(f"{method} failed: {traceback.format_exc()}")
-            records.append({"method": method, "failed": f"{type(err).__name__}: {err}"})
+            records.append({"method": method, "failed": f"{type(err).__name__}: {err}", "avg_gap": float("nan")})
             continue
         slowest = max(slowest, time.perf_counter() - start)
+        rec = table[table["method"] == method].to_dict("records")[0]
         records.append(rec)
-        for r in records:
-            r["avg_gap"] = float("nan") if "failed" in r else avg_gap(r, gold, split.kind)
         log(f"{method}: Avg. Gap {rec['avg_gap']:.2f}, {rec['seconds']:.1f} s "
             f"({100 * rec['rte_vs_retrain']:.1f} % of the retrain's time)")
         save_unlearning(records, out)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from nmu.runs import REFERENCES
+from nmu.metrics import REFERENCES
+from nmu.splits import SAMPLE_WISE
 from nmu.stats import gaps_to_retrain, paired, per_experiment, summarize
 
 RELABELING = ("rl", "salun", "bs")
@@ -59,7 +60,7 @@ def closest_to_retraining(runs: pd.DataFrame, rivals: Sequence[str] = RELABELING
 def over_forgetting(runs: pd.DataFrame, rivals: Sequence[str] = RELABELING) -> pd.DataFrame:
     """NatMU minus each rival in |Acc D_f - retrain| and |MIA - retrain| (sample-wise settings, where
     the retrained model still classifies much of D_f correctly), per setting."""
-    sample_wise = runs[runs["setting"].isin(["random", "hardest"])]
+    sample_wise = runs[runs["setting"].isin(SAMPLE_WISE)]
     gaps = gaps_to_retrain(sample_wise, ["acc_forget", "mia_entropy"])
     present = [r for r in rivals if r in set(runs["method"])]
     return pd.concat([paired(gaps, "natmu", f"gap_{m}", present) for m in ("acc_forget", "mia_entropy")],

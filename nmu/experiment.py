@@ -23,7 +23,7 @@ from nmu.cache import cached, checkpoint_path, code_digest
 from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
-from nmu.splits import Split, class_split, hardest_split, random_split, subclass_split
+from nmu.splits import SPLIT_ARGS, Split, class_split, hardest_split, random_split, subclass_split
 from nmu.train import FitResult, Recipe, default_device, fit, gpu_mode, resolve_precision
 
 TRAINING_CODE = ("nmu.data", "nmu.experiment", "nmu.graphs", "nmu.models", "nmu.train")
@@ -93,20 +93,19 @@ class Experiment:
 
     def split(self, kind: str, *, fraction: float | None = None, cls: str | int | None = None) -> Split:
         """A forget split: ``random``/``hardest`` take ``fraction``; ``class``/``subclass`` take ``cls``."""
+        if kind not in SPLIT_ARGS:
+            raise ValueError(f"unknown split kind {kind!r}; use one of {list(SPLIT_ARGS)}")
+        if {"fraction": fraction, "cls": cls}[SPLIT_ARGS[kind]] is None:
+            example = "fraction=0.1" if SPLIT_ARGS[kind] == "fraction" else "cls=, a class name or index"
+            raise ValueError(f"a {kind} split needs {example}")
         d = self.data
-        if kind in ("random", "hardest") and fraction is None:
-            raise ValueError(f"a {kind} split needs fraction=, e.g. 0.1")
-        if kind in ("class", "subclass") and cls is None:
-            raise ValueError(f"a {kind} split needs cls=, a class name or index")
         if kind == "random":
             return random_split(d.train_labels, fraction, self.split_seed)
         if kind == "hardest":
             return hardest_split(self.original().sample_loss, fraction)
         if kind == "class":
             return class_split(d.train_labels, cls, d.classes)
-        if kind == "subclass":
-            return subclass_split(d.train_fine, cls, d.fine_classes)
-        raise ValueError(f"unknown split kind {kind!r}; use random, hardest, class or subclass")
+        return subclass_split(d.train_fine, cls, d.fine_classes)
 
     def cache_fields(self, kind: str, split: Split | None = None) -> dict:
         """Everything that determines a ``kind`` model of this experiment (its checkpoint key). On a CPU

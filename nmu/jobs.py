@@ -16,7 +16,7 @@ trained models and then everything computed from them, waits with a progress bar
 total, and returns; the caller then reads the cache as it always does, so the table made through jobs
 is the table of the inline run. A job rebuilds the experiment from a small :class:`JobSpec` and calls
 the same functions as the inline run (``Experiment.original``, ``Experiment.retrain``,
-``runs.reference_records``, ``runs.unlearned``). They write into the content-addressed cache under
+``artefacts.reference_records``, ``artefacts.cached_run``). They write into the content-addressed cache under
 its per-key locks, so a job whose result is already cached does nothing and two jobs never train the
 same model. Hence the jobs and the notebook must share the data root (``$NMU_DATA`` on a shared
 filesystem) and compute the same cache keys (same code, device type, precision and, on a CPU, thread
@@ -32,6 +32,7 @@ still missing. See ``docs/cluster.md``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -46,10 +47,9 @@ from typing import Any
 import torch
 import yaml
 
+from nmu.artefacts import cached_run, reference_records, run_id, targets
 from nmu.cache import checkpoint_key, is_cached
 from nmu.experiment import Experiment
-from nmu.runs import (REFERENCES, hyperparameters, metrics_fields, reference_fields, reference_records, run_id,
-                      unlearn_fields, unlearned)
 from nmu.splits import Split
 from nmu.storage import data_root, progress_enabled
 from nmu.train import NonFiniteLossError, default_device
@@ -200,7 +200,8 @@ class JobSpec:
     """One job: what it computes and how to rebuild the notebook's experiment. Small and picklable."""
 
     kind: str
-    """``original``, ``retrain``, ``references`` (the retrain and original metric records) or ``unlearn``."""
+    """What it computes (:data:`nmu.artefacts.ARTEFACTS`): ``original``, ``retrain``, ``references`` (the
+    retrain and original metric records) or ``unlearn``."""
     experiment: dict
     """``Experiment(**experiment)`` rebuilds the notebook's experiment in the job."""
     device_type: str
@@ -209,9 +210,9 @@ class JobSpec:
     split: Split | None = None
     method: str | None = None
     seed: int = 0
-    overrides: dict | None = None
+    """The run's unlearning seed."""
     hparams: dict | None = None
-    """The run's checked hyperparameters (presets < overrides), for reports."""
+    """The run's checked hyperparameters (:func:`nmu.artefacts.hyperparameters`)."""
     targets: dict = field(default_factory=dict)
     """``{checkpoint name: cache key fields}`` the job must write: what the notebook will read."""
 
@@ -223,16 +224,19 @@ class JobSpec:
         return f"{self.kind}{where} [{data}]"
 
 
-def compute_missing(exp: Experiment, groups: Sequence[tuple[Split, Sequence[tuple[str, int, Mapping | None]], bool]]
-                    ) -> dict[tuple[str, int, str], str]:
-    """Compute, as jobs of ``exp.executor``, everything the cache lacks for ``groups`` of
-    ``(split, [(method, seed, overrides), ...], with the reference metrics?)``, then return
-    ``{runs.run_id(method, seed, hparams): error}`` of the runs that diverged. Models first (one
-    array), then the runs (one array); raises :class:`JobsFailed` after a stage in which jobs failed."""
+Group = tuple[Split, Sequence[tuple[str, int, Mapping[str, Any]]], bool]
+"""``(split, [(method, unlearning seed, checked hyperparameters), ...], with the reference metrics?)``."""
+
+
+def compute_missing(exp: Experiment, groups: Sequence[Group]) -> dict[tuple[str, int, str], str]:
+    """Compute, as jobs of ``exp.executor``, everything the cache lacks for ``groups`` (:data:`Group`),
+    then return ``{artefacts.run_id(method, seed, hparams): error}`` of the runs that diverged. Models
+    first (one array), then the runs (one array); raises :class:`JobsFailed` after a stage in which
+    jobs failed. Inline (the default executor): nothing to do."""
     ex = Executor.parse(exp.executor)
     if ex.kind == "inline":
         return {}
-    stages = plan(exp, groups)
+    stages = missing(exp, groups)
     if not any(stages):
         return {}
     threads = torch.get_num_threads()
@@ -254,8 +258,7 @@ def compute_missing(exp: Experiment, groups: Sequence[tuple[Split, Sequence[tupl
     return diverged
 
 
-def plan(exp: Experiment, groups: Sequence[tuple[Split, Sequence[tuple[str, int, Mapping | None]], bool]]
-         ) -> tuple[list[JobSpec], list[JobSpec]]:
+def missing(exp: Experiment, groups: Sequence[Group]) -> tuple[list[JobSpec], list[JobSpec]]:
     """The jobs :func:`compute_missing` would submit: ``(models, runs)``, each without what is cached
     and without duplicates."""
     base = {"profile": exp.profile, "dataset": exp.dataset_name, "arch": exp.arch, "init_seed": exp.init_seed,
@@ -267,34 +270,23 @@ def plan(exp: Experiment, groups: Sequence[tuple[Split, Sequence[tuple[str, int,
     seen: set = set()
 
     def add(stage: list[JobSpec], kind: str, split: Split | None = None, method: str | None = None, seed: int = 0,
-            overrides: Mapping | None = None, hp: dict | None = None) -> None:
-        targets = _targets(exp, kind, split, method, seed, hp)
-        key = tuple(sorted((name, checkpoint_key(f)) for name, f in targets.items()))
-        if key in seen or all(is_cached(name, f, exp.root) for name, f in targets.items()):
+            hp: Mapping[str, Any] | None = None) -> None:
+        writes = targets(exp, kind, split, method, seed, hp)
+        key = tuple(sorted((name, checkpoint_key(f)) for name, f in writes.items()))
+        if key in seen or all(is_cached(name, f, exp.root) for name, f in writes.items()):
             return
         seen.add(key)
         stage.append(JobSpec(kind, base, exp.device.type, torch.get_num_threads(), split, method, seed,
-                             dict(overrides) if overrides else None, hp, _jsonable(targets)))
+                             dict(hp) if hp is not None else None, _jsonable(writes)))
 
     add(models, "original")
     for split, group_runs, references in groups:
         add(models, "retrain", split)
         if references:
             add(runs, "references", split)
-        for method, seed, overrides in group_runs:
-            add(runs, "unlearn", split, method, seed, overrides, hyperparameters(exp, method, split.kind, overrides))
+        for method, seed, hp in group_runs:
+            add(runs, "unlearn", split, method, seed, hp)
     return models, runs
-
-
-def _targets(exp: Experiment, kind: str, split: Split | None, method: str | None, seed: int,
-             hp: dict | None) -> dict[str, dict]:
-    """``{checkpoint name: cache key fields}`` of what a ``kind`` job computes."""
-    if kind in ("original", "retrain"):
-        return {kind: exp.cache_fields(kind, split)}
-    if kind == "references":
-        return {f"metrics-{which}": metrics_fields(reference_fields(exp, split, which)) for which in REFERENCES}
-    fields_ = unlearn_fields(exp, split, method, seed, hp)
-    return {f"unlearn-{method}": fields_, f"metrics-{method}": metrics_fields(fields_)}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -314,7 +306,7 @@ def run_job(spec: JobSpec) -> dict:
     if device.type == "cpu":
         torch.set_num_threads(spec.threads)  # a CPU model's weights, hence its key, depend on it
     exp = Experiment(**spec.experiment, device=device, progress=False)
-    mine = _jsonable(_targets(exp, spec.kind, spec.split, spec.method, spec.seed, spec.hparams))
+    mine = _jsonable(targets(exp, spec.kind, spec.split, spec.method, spec.seed, spec.hparams))
     if mine != spec.targets:
         raise JobEnvironmentError(_key_difference(spec.targets, mine))
     was_cached = all(is_cached(name, f, exp.root) for name, f in mine.items())
@@ -328,7 +320,7 @@ def run_job(spec: JobSpec) -> dict:
         elif spec.kind == "references":
             reference_records(exp, spec.split)
         else:
-            unlearned(exp, spec.split, spec.method, seed=spec.seed, overrides=spec.overrides)
+            cached_run(exp, spec.split, spec.method, spec.hparams, seed=spec.seed)
     except NonFiniteLossError as err:  # a result (run_setting's failed row), not a failure of the job
         result |= {"status": "diverged", "diverged": str(err)}
     result["seconds"] = time.time() - start
@@ -342,15 +334,14 @@ def _key_difference(expected: dict, got: dict) -> str:
         a, b = expected.get(name, {}), got.get(name, {})
         lines += [f"  {name}.{k}: notebook {a.get(k)!r}, job {b.get(k)!r}" for k in sorted(set(a) | set(b))
                   if a.get(k) != b.get(k)]
-    import nmu
-
     return ("this job would compute under other cache keys than the notebook reads, so its results would be "
             "lost. Differences:\n" + "\n".join(lines) + f"\nThe job runs {sys.executable} with nmu from "
-            f"{Path(nmu.__file__).parent}: use the notebook's environment and code (and, on CPUs, its thread count).")
+            f"{Path(__file__).resolve().parent}: use the notebook's environment and code (and, on CPUs, its thread "
+            "count).")
 
 
 _SESSION: dict[str, Path] = {}
-_STAGES = iter(range(1, 10**9))
+_STAGES = itertools.count(1)
 
 
 def _session_folder(ex: Executor, exp: Experiment) -> Path:
@@ -469,10 +460,12 @@ def _last_line(err: BaseException) -> str:
     return f"{state}{type(err).__name__}: {first}"
 
 
-DRY_RUN_FOLDER = "/path/to/NMU_DATA/jobs/<date-time>-<pid>/001-models"
+DRY_RUN_FOLDER = "/path/to/NMU_DATA/jobs/<date-time>-<pid>/{stage}"
+"""Where :func:`sbatch_script` says the job files would go (``{stage}``: ``001-models`` or ``002-runs``)."""
 
 
-def sbatch_script(executor: Executor | str | Mapping, n_jobs: int, *, folder: str | Path = DRY_RUN_FOLDER,
+def sbatch_script(executor: Executor | str | Mapping, n_jobs: int, *,
+                  folder: str | Path = DRY_RUN_FOLDER.format(stage="001-models"),
                   device_type: str = "cuda", threads: int = 8, name: str = "nmu-models") -> str:
     """The sbatch file submitit writes to submit ``n_jobs`` jobs as one array with ``executor``'s
     SLURM options, made without a cluster (for reading and checking, not for submitting)."""
@@ -504,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="models (original, retrain) or runs (reference metrics, unlearning runs)")
     parser.add_argument("--folder", default=None, help="where the job files would go")
     args = parser.parse_args(argv)
-    folder = args.folder or DRY_RUN_FOLDER.replace("001-models", f"00{1 + (args.stage == 'runs')}-{args.stage}")
+    folder = args.folder or DRY_RUN_FOLDER.format(stage={"models": "001-models", "runs": "002-runs"}[args.stage])
     print(sbatch_script(yaml.safe_load(args.executor), args.jobs, folder=folder, device_type=args.device,
                         threads=args.threads, name=f"nmu-{args.stage}"))
 

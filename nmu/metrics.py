@@ -38,16 +38,16 @@ from sklearn.svm import SVC
 from torch import nn
 
 from nmu.data import Dataset
-from nmu.splits import Split
+from nmu.splits import CLASS_WISE, SAMPLE_WISE, Split
 from nmu.train import predict
 
-SAMPLE_WISE = ("random", "hardest", "custom")
-CLASS_WISE = ("class", "subclass")
 GAP_COLUMNS: dict[str, tuple[str, ...]] = {
     **{k: ("acc_test", "acc_retain", "acc_forget", "mia_entropy") for k in SAMPLE_WISE},
     **{k: ("acc_test_retain", "acc_test_forget", "acc_retain", "acc_forget", "mia_entropy") for k in CLASS_WISE},
 }
 """The columns the paper's Avg. Gap averages over, by split kind."""
+REFERENCES = ("retrain", "original")
+"""The reference rows of every table of runs (not methods): the gold standard and no unlearning at all."""
 METRIC_ORDER = ("acc_test", "acc_retain", "acc_forget", "acc_test_retain", "acc_test_forget", "mia_entropy",
                 "mia_svc_forget_efficacy", "mia_loss_attack_acc", "kl_forget", "kl_test")
 

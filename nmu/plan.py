@@ -1,27 +1,34 @@
-"""What ``make figures`` would compute under a profile, listed without computing anything or
-reading any data: every original model, retrained model and unlearning run, deduplicated the way
-the checkpoint cache deduplicates them (two notebooks asking for one run share it).
+"""Each notebook's grid, in one place: the settings it runs (notebooks loop over :func:`grid`) and
+what ``make figures`` computes under a profile (:func:`plan`, ``make plan``), listed without
+computing anything or reading any data: every original model, retrained model and unlearning run,
+deduplicated the way the checkpoint cache deduplicates them (two notebooks asking for one run share it).
 
-    python -m nmu.plan --profile paper            # counts per notebook and in all
-    python -m nmu.plan --profile paper --list     # every artefact
+    settings = grid("sample_wise", report.parameters)      # in a notebook: its settings, then
+    tables = [s.run(executor) for s in settings]          # one run_setting table each
+    python -m nmu.plan --profile paper                    # counts per notebook and in all
+    python -m nmu.plan --profile paper --list             # every artefact
 
-Each notebook's grid is read from the defaults of its ``parameters`` cell (the template in
-``notebooks/``), so the listing follows the notebooks; ``tests/test_notebooks.py`` checks it
-against the checkpoints a real ``make figures PROFILE=smoke`` leaves behind.
+A grid reads the notebook's parameters (defaults: its ``parameters`` cell in ``notebooks/``);
+``tests/test_notebooks.py`` checks the plan against the checkpoints a real ``make figures
+PROFILE=smoke`` leaves behind.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import yaml
 
 import nmu  # noqa: F401  (registers the methods)
+from nmu.experiment import Experiment
 from nmu.profiles import Profile, get_profile
 from nmu.report import REPO, declared_parameters
+from nmu.runs import Seeds, run_setting, seeds_of
+from nmu.splits import SPLIT_ARGS, Split
 from nmu.unlearn import METHODS
 
 
@@ -32,94 +39,119 @@ class Artefact:
     exp_seed: int
     split: str = ""           # e.g. "random 0.1", "hardest 0.01", "class rocket", "subclass rocket"
     method: str = ""
-    seed: int = -1
+    unlearn_seed: int = -1
     hparams: str = ""         # the run's hyperparameters, as sorted YAML flow text
 
     def describe(self, profile: Profile) -> str:
         what = {"original": "original", "retrain": f"retrain on {self.split}",
-                "unlearn": f"{self.method} on {self.split}, seed {self.seed}, {self.hparams}"}[self.kind]
+                "unlearn": f"{self.method} on {self.split}, seed {self.unlearn_seed}, {self.hparams}"}[self.kind]
         return f"{self.dataset} / {profile.arch_for(self.dataset)} (exp seed {self.exp_seed}): {what}"
 
 
-def plan(profile: str | Profile, notebooks: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list[Artefact]]:
-    """``{notebook: artefacts it needs}`` under ``profile`` with each notebook's default parameters,
-    updated by ``notebooks[name]`` (e.g. ``{"robustness": yaml.safe_load(search.yaml)}``)."""
-    profile = get_profile(profile)
-    out = {}
-    for name, grid in GRIDS.items():
-        declared = declared_parameters(REPO / "notebooks" / f"{name}.ipynb") or {}
-        params = {k: default for k, (default, _) in declared.items()} | dict((notebooks or {}).get(name, {}))
-        out[name] = list(dict.fromkeys(grid(profile, params)))
-    return out
+@dataclass
+class Setting:
+    """One setting of a notebook's grid: an experiment (profile, dataset, experiment seed), a forget
+    split (``kind`` and its fraction or class, ``value``) and the unlearning runs on it (``methods``,
+    None = every registered one; unlearning ``seeds``; per-method ``overrides`` of the presets).
+    ``runs=False``: the notebook needs the original model only."""
+
+    profile: Profile
+    dataset: str
+    exp_seed: int
+    kind: str
+    value: float | str
+    methods: tuple[str, ...] | None = None
+    seeds: Seeds = (0,)
+    overrides: Mapping[str, dict] = field(default_factory=dict)
+    runs: bool = True
+
+    @property
+    def label(self) -> str:
+        value = f"{self.value:g}" if isinstance(self.value, float) else self.value
+        return f"{self.kind} {value}"
+
+    def open(self, executor: str | dict = "inline") -> tuple[Experiment, Split]:
+        """The experiment and its split (building the split may train the original: ``hardest``)."""
+        exp = Experiment(self.profile, self.dataset, seed=self.exp_seed, executor=executor)
+        return exp, exp.split(self.kind, **{SPLIT_ARGS[self.kind]: self.value})
+
+    def run(self, executor: str | dict = "inline") -> pd.DataFrame:
+        """The setting's table of runs (:func:`nmu.runs.run_setting`)."""
+        exp, split = self.open(executor)
+        return run_setting(exp, split, self.methods, self.seeds, self.overrides)
+
+    def artefacts(self) -> Iterator[Artefact]:
+        """What :meth:`run` computes from an empty cache: the original, the retrain of the split and
+        every (method, seed) run on it."""
+        yield Artefact("original", self.dataset, self.exp_seed)
+        if not self.runs:
+            return
+        yield Artefact("retrain", self.dataset, self.exp_seed, self.label)
+        for method in self.methods if self.methods is not None else list(METHODS):
+            hp = self.profile.hyperparameters(method, self.dataset, self.kind, self.overrides.get(method))
+            for seed in seeds_of(method, self.seeds):
+                yield Artefact("unlearn", self.dataset, self.exp_seed, self.label, method, seed,
+                               yaml.safe_dump(hp, default_flow_style=True, sort_keys=True).strip())
 
 
-def _runs(profile: Profile, dataset: str, exp_seed: int, kind: str, split: str, methods: list[str] | None,
-          seeds: Any, overrides: Mapping[str, dict] | None = None) -> Iterator[Artefact]:
-    """The original, the retrain of ``split`` and every (method, seed) run on it, as ``run_setting`` computes."""
-    yield Artefact("original", dataset, exp_seed)
-    yield Artefact("retrain", dataset, exp_seed, split)
-    for method in methods if methods is not None else list(METHODS):
-        method_seeds = seeds.get(method, seeds.get("*", [0])) if isinstance(seeds, Mapping) else seeds
-        hp = profile.hyperparameters(method, dataset, kind, (overrides or {}).get(method))
-        for seed in method_seeds:
-            yield Artefact("unlearn", dataset, exp_seed, split, method, seed,
-                           yaml.safe_dump(hp, default_flow_style=True, sort_keys=True).strip())
+Grid = Callable[[Profile, Mapping[str, Any]], Iterator[Setting]]
 
 
-def _exp_seeds(profile: Profile, p: dict) -> list[int]:
-    return list(p["exp_seeds"] or profile.exp_seeds)
+def _methods(value: list | None) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None
 
 
-def _sample_wise(kind: str):
-    def grid(profile: Profile, p: dict) -> Iterator[Artefact]:
+def _sample_wise(kind: str) -> Grid:
+    def settings(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
         fractions = p["fractions"] or (profile.hardest_fractions if kind == "hardest" else ())
         for dataset in p["datasets"] or profile.sample_wise:
-            for exp_seed in _exp_seeds(profile, p):
+            for exp_seed in p["exp_seeds"] or profile.exp_seeds:
                 for fraction in fractions:
-                    yield from _runs(profile, dataset, exp_seed, kind, f"{kind} {fraction:g}", p["methods"], p["seeds"],
-                                     p["hparams"])
-    return grid
+                    yield Setting(profile, dataset, exp_seed, kind, fraction, _methods(p["methods"]), p["seeds"],
+                                  p["overrides"])
+    return settings
 
 
-def _class_wise(profile: Profile, p: dict) -> Iterator[Artefact]:
-    full, coarse, classes = profile.class_wise
-    for exp_seed in _exp_seeds(profile, p):
-        for cls in p["classes"] or classes:
-            yield from _runs(profile, full, exp_seed, "class", f"class {cls}", p["methods"], p["seeds"], p["hparams"])
-            yield from _runs(profile, coarse, exp_seed, "subclass", f"subclass {cls}", p["methods"], p["seeds"],
-                             p["hparams"])
+def _class_wise(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
+    cw = profile.class_wise
+    for exp_seed in p["exp_seeds"] or profile.exp_seeds:
+        for cls in p["classes"] or cw.classes:
+            for dataset, kind in ((cw.full, "class"), (cw.coarse, "subclass")):
+                yield Setting(profile, dataset, exp_seed, kind, cls, _methods(p["methods"]), p["seeds"], p["overrides"])
 
 
-def _one_split(methods_of):
-    def grid(profile: Profile, p: dict) -> Iterator[Artefact]:
-        dataset = p["dataset"] or profile.dataset
-        yield from _runs(profile, dataset, 0, "random", f"random {p['fraction']:g}", methods_of(p), [p["seed"]])
-    return grid
+def _one_split(methods_of: Callable[[Mapping[str, Any]], list | None]) -> Grid:
+    """Notebooks on one random split of experiment 0, unlearning seed ``seed``."""
+    def settings(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
+        yield Setting(profile, p["dataset"] or profile.dataset, 0, "random", p["fraction"], _methods(methods_of(p)),
+                      (p["seed"],))
+    return settings
 
 
-def _quickstart(profile: Profile, p: dict) -> Iterator[Artefact]:
-    yield from _runs(profile, p["dataset"] or profile.dataset, p["seed"], "random", f"random {p['fraction']:g}",
-                     ["natmu"], [p["seed"]])
+def _quickstart(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
+    yield Setting(profile, p["dataset"] or profile.dataset, p["seed"], "random", p["fraction"], ("natmu",), (p["seed"],))
 
 
-def _robustness(profile: Profile, p: dict) -> Iterator[Artefact]:
-    dataset, split = p["dataset"] or profile.dataset, f"random {p['fraction']:g}"
-    yield from _runs(profile, dataset, 0, "random", split, [], [p["seed"]])
+def _robustness(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
+    """First the reference rows alone, then NatMU over lr x delta, then each baseline over its values."""
+    def one(methods: tuple[str, ...], overrides: dict) -> Setting:
+        return Setting(profile, p["dataset"] or profile.dataset, 0, "random", p["fraction"], methods, (p["seed"],),
+                       overrides)
+    yield one((), {})
     for lr in p["natmu_lrs"]:
         for delta in p["deltas"]:
-            yield from _runs(profile, dataset, 0, "random", split, ["natmu"], [p["seed"]],
-                             {"natmu": {"lr": lr, "delta": delta}})
+            yield one(("natmu",), {"natmu": {"lr": lr, "delta": delta}})
     for method, spec in p["search"].items():
         for name, values in spec.items():
             for v in values:
-                yield from _runs(profile, dataset, 0, "random", split, [method], [p["seed"]], {method: {name: v}})
+                yield one((method,), {method: {name: v}})
 
 
-def _hybrid_gallery(profile: Profile, p: dict) -> Iterator[Artefact]:
-    yield Artefact("original", p["dataset"] or profile.dataset, p["seed"])
+def _hybrid_gallery(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
+    yield Setting(profile, p["dataset"] or profile.dataset, p["seed"], "random", p["fraction"], runs=False)
 
 
-GRIDS = {
+GRIDS: dict[str, Grid] = {
     "quickstart": _quickstart,
     "sample_wise": _sample_wise("random"),
     "hardest": _sample_wise("hardest"),
@@ -129,7 +161,26 @@ GRIDS = {
     "efficiency": _one_split(lambda p: list(dict.fromkeys((p["methods"] or list(METHODS)) + p["mia_methods"]))),
     "hybrid_gallery": _hybrid_gallery,
 }
-"""How each notebook turns its parameters into runs (mirrors its loops over ``run_setting``)."""
+"""How each notebook turns its parameters into settings."""
+
+
+def grid(notebook: str, parameters: Mapping[str, Any]) -> list[Setting]:
+    """The settings ``notebook`` runs with ``parameters`` (its ``parameters`` cell's defaults where
+    not given; ``profile`` among them), in the order it runs them."""
+    if notebook not in GRIDS:
+        raise ValueError(f"no grid for notebook {notebook!r}; the notebooks with one are {sorted(GRIDS)}")
+    declared = declared_parameters(REPO / "notebooks" / f"{notebook}.ipynb") or {}
+    params = {k: default for k, (default, _) in declared.items()} | dict(parameters)
+    return list(GRIDS[notebook](get_profile(params["profile"]), params))
+
+
+def plan(profile: str | Profile, notebooks: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list[Artefact]]:
+    """``{notebook: artefacts it needs}`` under ``profile`` with each notebook's default parameters,
+    updated by ``notebooks[name]`` (e.g. ``{"robustness": yaml.safe_load(search.yaml)}``)."""
+    profile = get_profile(profile)
+    return {name: list(dict.fromkeys(a for s in grid(name, {**(notebooks or {}).get(name, {}), "profile": profile})
+                                     for a in s.artefacts()))
+            for name in GRIDS}
 
 
 def main(argv: list[str] | None = None) -> None:

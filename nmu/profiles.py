@@ -48,6 +48,16 @@ def load_presets(section: str, path: Path = PRESETS_FILE) -> dict[str, dict[str,
 
 
 @dataclass(frozen=True)
+class ClassWise:
+    """A profile's class-wise settings: full-class forgetting on ``full``, sub-class forgetting on
+    ``coarse`` (its coarse-label version), of each class in ``classes``."""
+
+    full: str
+    coarse: str
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     dataset: str
@@ -63,8 +73,8 @@ class Profile:
     stays whole), one number or one per dataset (``"*"`` = the rest); ``None`` = the whole training set."""
     sample_wise: tuple[str, ...] = ("cifar10",)
     """Datasets of the sample-wise settings (random and hardest forgetting)."""
-    class_wise: tuple[str, str, tuple[str, ...]] = ("cifar100", "cifar20", ("rocket",))
-    """Class-wise settings: (full-class dataset, its coarse-label version, classes to forget)."""
+    class_wise: ClassWise = ClassWise("cifar100", "cifar20", ("rocket",))
+    """Class-wise settings: the full-class dataset, its coarse-label version, the classes to forget."""
     hardest_fractions: tuple[float, ...] = (0.01, 0.1)
     """Sizes of the hardest-samples forgetting sets (a fraction of the training set each)."""
     exp_seeds: tuple[int, ...] = (0, 1, 2)
@@ -110,14 +120,14 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", "digits", {"*": "tinycnn"},
         Recipe(epochs=15, lr=0.05, batch_size=64, weight_decay=5e-4, warmup_epochs=1, crop_padding=1),
-        sample_wise=("digits",), class_wise=("digits", "digits-coarse", ("3",)), exp_seeds=(0, 1),
+        sample_wise=("digits",), class_wise=ClassWise("digits", "digits-coarse", ("3",)), exp_seeds=(0, 1),
         presets=load_presets("smoke"),
         description="8x8 digits and a 4-channel-wide CNN: every notebook in seconds on a CPU"),
     "quick": Profile(
         "quick", "cifar10", {"*": "smallcnn16"},
         Recipe(epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=1),
         train_per_class={"cifar10": 1000, "cifar100": 100}, sample_wise=("cifar10", "cifar100"),
-        class_wise=("cifar100", "cifar20", ("rocket",)), hardest_fractions=(0.1,), presets=load_presets("quick"),
+        class_wise=ClassWise("cifar100", "cifar20", ("rocket",)), hardest_fractions=(0.1,), presets=load_presets("quick"),
         description="real CIFAR-10 (1,000 training images per class) and CIFAR-100/20 (100 per class) "
                     "with a 0.14 M-parameter CNN on a CPU"),
     "paper": Profile(
@@ -127,7 +137,7 @@ PROFILES: dict[str, Profile] = {
         Recipe(epochs=100, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=2),
         overrides={"tinyimagenet": {"batch_size": 256, "crop_padding": 8}},
         sample_wise=("cifar10", "cifar100", "tinyimagenet"),
-        class_wise=("cifar100", "cifar20", ("rocket", "mushroom", "baby", "lamp", "sea")),
+        class_wise=ClassWise("cifar100", "cifar20", ("rocket", "mushroom", "baby", "lamp", "sea")),
         presets=load_presets("paper"),
         description="the paper's models and 100-epoch recipe (docs/method.md), for a GPU"),
 }

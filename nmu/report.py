@@ -22,6 +22,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from nmu.plots import metric_bars, seed_points
+from nmu.stats import paired, summarize, with_ci
 from nmu.storage import atomic_write, process_alive
 from nmu.train import default_device, gpu_mode
 
@@ -208,6 +210,23 @@ class Report:
     def table(self, df: pd.DataFrame, name: str, floatfmt: str = ".2f") -> None:
         """Save ``df`` as ``<name>.csv`` and ``.md`` (see :func:`save_table`)."""
         save_table(df, self.work, name, floatfmt)
+
+    def comparison(self, runs: pd.DataFrame, metrics: list[str], name: str, title: str) -> pd.DataFrame:
+        """The outputs of a comparison notebook from its ``runs`` (every setting's table of runs, one
+        row per run): ``runs`` (every metric), ``summary`` (per setting and method, the mean over
+        experiment seeds and its 95 % CI), ``paired`` (NatMU minus each rival in Avg. Gap, paired by
+        experiment seed), bars of ``metrics`` (``<name>``) and the Avg. Gap of each seed
+        (``<name>_seeds``). Returns the headline: Avg. Gap as "mean ± CI" with the main metrics."""
+        summary = summarize(runs)
+        self.table(runs.drop(columns=["hparams"]), "runs")
+        self.table(summary, "summary")
+        self.table(paired(runs, "natmu") if "natmu" in set(runs["method"]) else pd.DataFrame(), "paired")
+        panel = ["dataset", "split"]
+        self.figure(metric_bars(summary, metrics, panel=panel,
+                                title=f"{title} (mean ± 95 % CI over experiment seeds)"), name)
+        self.figure(seed_points(runs, "avg_gap", panel), f"{name}_seeds")
+        return with_ci(summary, ["avg_gap"])[[*panel, "method", "acc_test", "acc_forget", "mia_entropy", "avg_gap",
+                                              "n"]].round(2)
 
     def text(self, content: str, name: str) -> None:
         """Save ``content`` as the file ``name`` (e.g. ``presets.yaml``)."""

@@ -30,9 +30,8 @@ import yaml
 from nmu.experiment import Experiment
 from nmu.profiles import Profile, get_profile, setting_name
 from nmu.runs import check_methods, run_setting
+from nmu.splits import SPLIT_ARGS
 from nmu.unlearn import check_hparams
-
-SPLIT_ARGS = {"random": "fraction", "class": "cls", "subclass": "cls"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Search:
         for family, setting in self.settings.items():
             kind = setting.get("kind")
             if kind not in SPLIT_ARGS or SPLIT_ARGS[kind] not in setting or "dataset" not in setting:
-                raise ValueError(f"{self.path}: setting {family!r} needs dataset, kind (random, class or subclass) "
+                raise ValueError(f"{self.path}: setting {family!r} needs dataset, kind ({', '.join(SPLIT_ARGS)}) "
                                  f"and its {SPLIT_ARGS.get(kind, 'fraction or cls')}, got {dict(setting)}")
         unknown = sorted(set(self.fixed) - {"default", *self.settings})
         if unknown:
@@ -106,7 +105,8 @@ class Search:
                 for method in methods:
                     for config in self.configurations(method):
                         hp = self.hyperparameters(method, family, config)
-                        row = run_setting(exp, split, [method], [0], {method: hp}).iloc[[2]]  # retrain, original, run
+                        table = run_setting(exp, split, [method], [0], {method: hp})
+                        row = table[table["method"] == method]
                         tables.append(row.assign(family=family, config=json.dumps(config, sort_keys=True), **config))
         return pd.concat(tables, ignore_index=True)
 

@@ -25,6 +25,13 @@ import torch
 
 from nmu.storage import atomic_write
 
+SAMPLE_WISE = ("random", "hardest", "custom")
+"""Split kinds that forget samples (Avg. Gap over Acc D_t, D_r, D_f and MIA)."""
+CLASS_WISE = ("class", "subclass")
+"""Split kinds that forget a (fine) class (Avg. Gap over Acc D_rt, D_ft, D_r, D_f and MIA)."""
+SPLIT_ARGS = {"random": "fraction", "hardest": "fraction", "class": "cls", "subclass": "cls"}
+"""The kinds :meth:`nmu.experiment.Experiment.split` makes, and the argument each takes."""
+
 
 @dataclass(frozen=True)
 class Split:

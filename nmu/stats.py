@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
 
-from nmu.metrics import METRIC_ORDER
-from nmu.runs import REFERENCES
+from nmu.metrics import METRIC_ORDER, REFERENCES
 
 SETTING_KEYS = ("dataset", "setting", "split")
 """The columns that identify a setting in a runs table (those present are used)."""

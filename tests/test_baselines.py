@@ -16,7 +16,7 @@ import nmu.baselines as baselines  # (fills METHODS)
 import nmu.train
 from nmu.baselines import (boundary_labels, incompetent_teacher, random_wrong_labels, saliency_mask)
 from nmu.models import reset_head
-from nmu.runs import unlearned
+from nmu.artefacts import cached_run, hyperparameters
 from nmu.splits import Split
 from nmu.train import accuracy
 from nmu.unlearn import METHODS, unlearn
@@ -254,11 +254,12 @@ def test_ssd_reports_the_share_of_weights_it_dampened(smoke, random_split):
     total = sum(p.numel() for p in original.parameters())
     assert 0 < changed < total
     assert result.info == {"ssd_dampened_share": changed / total}
-    model, record = unlearned(smoke, random_split, "ssd", overrides={"alpha": 2.0})
+    hp = hyperparameters(smoke, "ssd", "random", {"alpha": 2.0})
+    model, record = cached_run(smoke, random_split, "ssd", hp)
     assert record["ssd_dampened_share"] == changed / total  # a column of the run's record
-    _, again = unlearned(smoke, random_split, "ssd", overrides={"alpha": 2.0})  # read from the cache
+    _, again = cached_run(smoke, random_split, "ssd", hp)  # read from the cache
     assert again["ssd_dampened_share"] == changed / total
-    _, rl = unlearned(smoke, random_split, "rl", overrides={"epochs": 0})
+    _, rl = cached_run(smoke, random_split, "rl", hyperparameters(smoke, "rl", "random", {"epochs": 0}))
     assert "ssd_dampened_share" not in rl
 
 

@@ -15,7 +15,8 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 import nmu.jobs as jobs
 from nmu.experiment import Experiment
-from nmu.jobs import Executor, JobEnvironmentError, JobsFailed, plan, sbatch_script
+from nmu.artefacts import hyperparameters
+from nmu.jobs import Executor, JobEnvironmentError, JobsFailed, missing, sbatch_script
 from nmu.runs import run_setting, trained_models
 
 WALL_TIMES = ["seconds", "rte_vs_retrain"]
@@ -85,7 +86,8 @@ def test_local_jobs_make_the_inline_table_and_a_rerun_submits_nothing(smoke, loc
 
     stages.clear()
     split = local.split("random", fraction=0.1)
-    assert plan(local, [(split, [("natmu", 0, None), ("rl", 0, None)], True)]) == ([], [])
+    runs = [(m, 0, hyperparameters(local, m, "random")) for m in ("natmu", "rl")]
+    assert missing(local, [(split, runs, True)]) == ([], [])
     again = run_setting(local, split, ["natmu", "rl"])
     models = trained_models(local, split, ["natmu", "rl"])
     assert stages == [] and set(models) == {"retrain", "original", "natmu", "rl"}
@@ -102,7 +104,8 @@ def test_a_failing_job_is_reported_with_its_logs_and_the_others_complete(local, 
     assert "ValueError: invalid recipe" in report
     stderr = Path(re.search(r"logs: (\S+)", report).group(1))
     assert stderr.is_file() and "invalid recipe" in stderr.read_text()
-    assert plan(local, [(split, [("ga", 0, None)], True)]) == ([], [])  # the other job's result is cached
+    ga = ("ga", 0, hyperparameters(local, "ga", "random"))
+    assert missing(local, [(split, [ga], True)]) == ([], [])  # the other job's result is cached
     stages.clear()
     with pytest.raises(JobsFailed):  # a rerun submits only the failed one
         run_setting(local, split, ["ft", "ga"], overrides={"ft": {"batch_size": 0}})
@@ -112,7 +115,7 @@ def test_a_failing_job_is_reported_with_its_logs_and_the_others_complete(local, 
 def test_a_job_that_would_key_the_cache_differently_refuses_to_run(local):
     """A job whose cache keys differ from the notebook's (here: another thread count) would compute
     results the notebook never reads: it stops first, naming the difference."""
-    models, _ = plan(local, [(local.split("random", fraction=0.3), [], False)])
+    models, _ = missing(local, [(local.split("random", fraction=0.3), [], False)])
     spec = models[-1]  # the retrain of a split not trained yet
     assert spec.kind == "retrain" and spec.targets["retrain"]["threads"] == 1
     tampered = replace(spec, targets={"retrain": {**spec.targets["retrain"], "threads": 7}})

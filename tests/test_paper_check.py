@@ -48,14 +48,14 @@ def test_tiny_check_writes_every_stage(paper_check, tmp_path):
 
 
 def test_a_failing_method_is_reported_and_the_others_run(paper_check, tmp_path, monkeypatch):
-    real = paper_check.unlearned
+    real = paper_check.run_setting
 
-    def flaky(exp, split, method, **kw):
-        if method == "rl":
+    def flaky(exp, split, methods, *args, **kw):
+        if "rl" in methods:
             raise RuntimeError("CUDA error: something")
-        return real(exp, split, method, **kw)
+        return real(exp, split, methods, *args, **kw)
 
-    monkeypatch.setattr(paper_check, "unlearned", flaky)
+    monkeypatch.setattr(paper_check, "run_setting", flaky)
     out = tmp_path / "check"
     paper_check.main(["--tiny", "--out", str(out), "--stages", "3", "--methods", "natmu,rl,salun,ga"])
     runs = pd.read_csv(out / "unlearning.csv")

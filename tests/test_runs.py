@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from nmu.profiles import PROFILES, get_profile
-from nmu.runs import check_methods, hyperparameters, run_setting, unlearned
+from nmu.artefacts import cached_run, hyperparameters
+from nmu.runs import check_methods, run_setting
 from nmu.unlearn import METHODS, check_hparams
 
 
@@ -59,19 +60,19 @@ def test_run_setting_records_and_resumes(smoke):
     assert (natmu["acc_forget"] < 50).all() and natmu["hparams"].iloc[0]["head_reinit"] is True
     again = run_setting(smoke, split, ["natmu", "rl"], seeds=(0, 1))  # every run read from the cache
     assert again.drop(columns="hparams").equals(table.drop(columns="hparams"))
-    model, record = unlearned(smoke, split, "natmu", seed=0)
+    model, record = cached_run(smoke, split, "natmu", hyperparameters(smoke, "natmu", "class"), seed=0)
     assert record["acc_forget"] == natmu.iloc[0]["acc_forget"] and not model.training
 
 
 def test_a_code_edit_recomputes_exactly_what_it_depends_on(smoke, monkeypatch):
     """Editing a baseline recomputes that method's runs (not NatMU's, not the trained models);
     editing the metrics recomputes only metric records; editing the trainer changes the models' keys."""
+    import nmu.artefacts as artefacts
     import nmu.experiment
-    import nmu.runs as runs
 
     split = smoke.split("random", fraction=0.1)
     first = run_setting(smoke, split, ["natmu", "ft"])
-    real_digest, real_cached = runs.code_digest, runs.cached
+    real_digest, real_cached = artefacts.code_digest, artefacts.cached
     built = []
 
     def spy(name, fields, build, root=None):
@@ -80,11 +81,11 @@ def test_a_code_edit_recomputes_exactly_what_it_depends_on(smoke, monkeypatch):
             built.append(name)
         return record, was_cached
 
-    monkeypatch.setattr(runs, "cached", spy)
+    monkeypatch.setattr(artefacts, "cached", spy)
     for edited, expected in [("nmu.baselines", ["unlearn-ft", "metrics-ft"]),
                              ("nmu.metrics", ["metrics-retrain", "metrics-original", "metrics-natmu", "metrics-ft"])]:
         built.clear()
-        monkeypatch.setattr(runs, "code_digest", lambda *m, e=edited: real_digest(*m) + ("+edit" if e in m else ""))
+        monkeypatch.setattr(artefacts, "code_digest", lambda *m, e=edited: real_digest(*m) + ("+edit" if e in m else ""))
         again = run_setting(smoke, split, ["natmu", "ft"])
         assert built == expected, edited
         assert again.drop(columns=["hparams", "seconds", "rte_vs_retrain"]).equals(
