@@ -1,4 +1,4 @@
-# nmu — the two commands a user needs: `make figures` and `make test`.
+# nmu: `make figures` and `make test` are what a user needs (README); every other target says what it is for.
 # Every target creates .venv with the pinned packages when it is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -45,7 +45,7 @@ cost: $(STAMP)
 	$(PY) bench/cold_cost.py $(RESULTS)
 
 # Paper scale on one GPU (bench/paper_check.py): trainer throughput vs a reference-style pipeline, the
-# original and retrained VGG-16-BN on CIFAR-10 (100 epochs each, side by side on the GPU), then NatMU,
+# original and retrained VGG-16-BN on CIFAR-10 (100 epochs each), then NatMU,
 # RL, SalUn and more with the paper presets, each stage's files in results/paper/check/ as it ends.
 # cuDNN in benchmark mode (faster, not bitwise reproducible; recorded). ARGS: e.g. --budget-s 540.
 paper-check: $(STAMP) | data
@@ -57,7 +57,7 @@ paper-ledger: $(STAMP)
 	$(PY) bench/paper_ledger.py
 
 # What a lent GPU machine without nmu's packages or network needs, in git-ignored folders to carry
-# (results/paper/README.md): the CIFAR archives, submitit (.whl/) and papermill's wheels (.whl-nb/),
+# (bench/gpu/README.md): the CIFAR archives, submitit (.whl/) and papermill's wheels (.whl-nb/),
 # all for CPython 3.12 on x86-64.
 WHEEL_TARGET := --only-binary=:all: --no-deps --python-version 3.12 --implementation cp \
 	$(foreach n,2_28 2_27 2_26 2_17 2_12 2_5,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64 \
@@ -68,7 +68,7 @@ paper-carry:
 	mkdir -p .paper-data .whl .whl-nb
 	cp -u $(SHARED_DATA)/cifar10-jpeg.tar.xz $(SHARED_DATA)/cifar100-jpeg.tar.xz .paper-data/
 	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl "$$(grep -i '^submitit==' requirements.txt)"
-	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl-nb -r bench/notebook-wheels.txt
+	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl-nb -r bench/gpu/notebook-wheels.txt
 
 # Every notebook, executed by papermill into $(RESULTS)/ (figures PNG+PDF, tables MD+CSV,
 # manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).
@@ -108,11 +108,11 @@ $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 search: $(STAMP) | data
 	$(call papermill,notebooks/search.ipynb,search,)
 
-# JupyterLab on the notebook templates; as root (containers, GPU cloud machines) it needs --allow-root.
 # What `make figures PROFILE=...` would compute (models and runs, counted), without data or a GPU.
 plan: $(STAMP)
 	$(PY) -m nmu.plan --profile $(PROFILE)
 
+# JupyterLab on the notebook templates; as root (containers, GPU cloud machines) it needs --allow-root.
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 

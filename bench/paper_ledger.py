@@ -76,7 +76,7 @@ def render(dataset: str, runs: pd.DataFrame, ledger: Path) -> tuple[str, pd.Data
     lines = [f"# {NAMES.get(dataset, dataset)} at the paper's scale", "",
              f"Rendered by `make paper-ledger` (`bench/paper_ledger.py`) from `{shown(ledger)}/`: "
              f"{', '.join(f'`{r}`' for r in sorted(set(runs.run)))}. Each run is one GPU lease of "
-             "`bench/device_check.sh check --seed k` (results/paper/README.md); its folder holds the log and the "
+             "`bench/gpu/device_check.sh check --seed k` (results/paper/README.md); its folder holds the log and the "
              "manifest (`environment.json`: device, versions, commit, cuDNN mode, CUDA graphs). Means over "
              "experiment seeds (the original's weights and data order, the forget set, hence the retrained "
              "model), ± the 95 % Student-t interval where there are two seeds or more; Avg. Gap to the "

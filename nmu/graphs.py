@@ -1,10 +1,10 @@
-"""A training step (forward, cross-entropy, backward, SGD or AdamW update) captured once as a CUDA graph and
-then replayed, for :func:`nmu.train.fit` on a GPU.
+"""A training step (forward, cross-entropy, backward, SGD or AdamW update) captured once as a CUDA graph
+and then replayed, for :func:`nmu.train.fit` on a GPU.
 
 Eager PyTorch launches each of the few hundred kernels of a VGG-16-BN step from Python; at batch 128
-on an H100 the host cannot keep up with the GPU (measured: 15.7-20.9k images/s from one process,
-about twice that from two side by side). A replayed graph launches the whole step at once: 53.3k
-images/s (results/paper/README.md).
+a fast GPU waits for the host. A replayed graph launches the whole step at once (the measured
+speed-up: results/paper/README.md).
+
 Plain cross-entropy training is captured, with SGD (the original and retrained models: the longest
 runs) or AdamW (the fine-tuning of NatMU, FT and RL: D_r plus extra labelled samples); the methods
 with losses of their own (data-dependent branches, teachers, masks) stay eager.

@@ -145,14 +145,11 @@ def entropy_mia(retain: Outputs, test: Outputs, forget: Outputs) -> float:
     return float(attack.predict(forget.entropy()[:, None]).mean() * 100)
 
 
-# What the sample costs in accuracy (bench/svc_sample.py, quick CIFAR-10 models): 0.6-1.0 points of
-# standard deviation over sample seeds, and up to 2.6 points below the full fit on average (the full
-# fit itself moves 0.1-0.6 points with its seed); 2,000 + 2,000 points fit in about 0.5 s. A
-# secondary metric: neither the Avg. Gap nor the claims use it; per_side=None fits on everything.
 SVC_FIT_PER_SIDE = 2000
 """Members and non-members the SVC attack is fitted on (each): an RBF SVC's cost grows with the square
-of its training set (18,000 quick points took 6.4 s of a 9 s evaluation); bench/svc_sample.py shows
-the efficacy this sample gives against the full fit."""
+of its training set, so it is fitted on a balanced sample (``per_side=None``: on everything).
+``bench/studies/svc_sample.py`` measures what the sample costs against the full fit (results/README.md).
+A secondary metric: neither the Avg. Gap nor the claims use it."""
 
 
 def svc_forget_efficacy(retain: Outputs, test: Outputs, forget: Outputs, *, seed: int = 0,
@@ -230,7 +227,7 @@ class ReferenceLogits:
     @classmethod
     def of(cls, retrained: nn.Module, data: Dataset, split: Split,
            device: torch.device | str | None = None) -> "ReferenceLogits":
-        forget_images = data.train_images[torch.from_numpy(split.forget)]
+        forget_images, _ = split.forget_set(data)
         return cls(predict(retrained, forget_images, device=device), predict(retrained, data.test_images, device=device))
 
 
@@ -243,10 +240,8 @@ def evaluate(model: nn.Module, data: Dataset, split: Split, *,
     ``kl_forget`` and ``kl_test``; ``seed`` fixes the attacks' subsampling and cross-validation folds.
     """
     split.validate(len(data.train_labels))
-    forget_idx, retain_idx = torch.from_numpy(split.forget), torch.from_numpy(split.retain)
-    forget_images = data.train_images[forget_idx]
-    forget = Outputs.of(model, forget_images, data.train_labels[forget_idx], device)
-    retain = Outputs.of(model, data.train_images[retain_idx], data.train_labels[retain_idx], device)
+    forget = Outputs.of(model, *split.forget_set(data), device)
+    retain = Outputs.of(model, *split.retain_set(data), device)
     test = Outputs.of(model, data.test_images, data.test_labels, device)
     record = {"acc_test": test.accuracy(), "acc_retain": retain.accuracy(), "acc_forget": forget.accuracy()}
     if split.kind in CLASS_WISE:

@@ -129,7 +129,8 @@ def _one_split(methods_of: Callable[[Mapping[str, Any]], list | None]) -> Grid:
 
 
 def _quickstart(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
-    yield Setting(profile, p["dataset"] or profile.dataset, p["seed"], "random", p["fraction"], ("natmu",), (p["seed"],))
+    yield Setting(profile, p["dataset"] or profile.dataset, p["seed"], "random", p["fraction"], ("natmu",),
+                  (p["seed"],))
 
 
 def _robustness(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:

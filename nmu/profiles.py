@@ -127,7 +127,8 @@ PROFILES: dict[str, Profile] = {
         "quick", "cifar10", {"*": "smallcnn16"},
         Recipe(epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4, warmup_epochs=1),
         train_per_class={"cifar10": 1000, "cifar100": 100}, sample_wise=("cifar10", "cifar100"),
-        class_wise=ClassWise("cifar100", "cifar20", ("rocket",)), hardest_fractions=(0.1,), presets=load_presets("quick"),
+        class_wise=ClassWise("cifar100", "cifar20", ("rocket",)), hardest_fractions=(0.1,),
+        presets=load_presets("quick"),
         description="real CIFAR-10 (1,000 training images per class) and CIFAR-100/20 (100 per class) "
                     "with a 0.14 M-parameter CNN on a CPU"),
     "paper": Profile(

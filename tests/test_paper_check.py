@@ -175,20 +175,20 @@ def test_device_wheels_pin_what_requirements_pin():
     def pins(path):
         lines = (REPO / path).read_text().splitlines()
         return dict(line.lower().replace("_", "-").split("==") for line in lines if "==" in line)
-    carried, required = pins("bench/notebook-wheels.txt"), pins("requirements.txt")
+    carried, required = pins("bench/gpu/notebook-wheels.txt"), pins("requirements.txt")
     assert {"papermill", "ipykernel", "nbformat"} <= carried.keys()
     assert {k: v for k, v in carried.items() if k in required} == {k: required[k] for k in carried if k in required}
 
 
 @pytest.mark.parametrize("args, env, message", [
-    ([], {}, "usage: bench/device_check.sh check|notebook"),
+    ([], {}, "usage: bench/gpu/device_check.sh check|notebook"),
     (["check"], {}, "set NMU_GIT_COMMIT"),
     (["check"], {"NMU_GIT_COMMIT": "abc"}, "not carried: .paper-data/cifar10-jpeg.tar.xz .whl/"),
     (["check", "--dataset", "cifar100"], {"NMU_GIT_COMMIT": "abc"}, "not carried: .paper-data/cifar100-jpeg.tar.xz"),
     (["notebook"], {"NMU_GIT_COMMIT": "abc"}, ".whl-nb/ (papermill's wheels); run `make paper-carry`"),
 ])
 def test_device_script_refuses_bad_calls_before_doing_anything(args, env, message, tmp_path):
-    run = subprocess.run(["bash", str(REPO / "bench" / "device_check.sh"), *args], cwd=tmp_path, text=True,
+    run = subprocess.run(["bash", str(REPO / "bench" / "gpu" / "device_check.sh"), *args], cwd=tmp_path, text=True,
                          capture_output=True, env={"PATH": os.environ["PATH"], "OUT": str(tmp_path / "out"), **env})
     assert run.returncode == 2 and message in run.stderr
     assert list(tmp_path.iterdir()) == []

@@ -106,3 +106,28 @@ def test_a_diverging_run_is_a_failed_row_and_the_grid_goes_on(smoke):
     assert rows.loc["ft", "failed"].startswith("ft: the training loss became") and pd.isna(rows.loc["ft", "acc_test"])
     assert "scrub: the training loss became" in rows.loc["scrub", "failed"] and pd.isna(rows.loc["scrub", "avg_gap"])
     assert pd.isna(rows.loc["natmu", "failed"]) and rows.loc["natmu", "avg_gap"] > 0  # the others ran
+
+
+def test_the_retrain_trains_fresh_weights_not_the_original(tmp_path, monkeypatch):
+    """The gold standard is a model trained from scratch on D_r (from the original's initial, untrained
+    weights), not the original with a re-initialised layer: no parameter it starts from equals the
+    original's trained weights."""
+    import torch
+
+    import nmu.experiment as experiment
+
+    exp = experiment.Experiment("smoke", root=tmp_path)
+    trained = {k: v.cpu() for k, v in exp.original().model.state_dict().items()}
+    starts, real_fit = [], experiment.fit
+
+    def spy(model, *args, **kwargs):
+        starts.append({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "fit", spy)
+    exp.retrain(exp.split("random", fraction=0.1))
+    [start] = starts
+    params = [name for name, _ in exp.new_model().named_parameters()]
+    assert [name for name in params if torch.equal(start[name], trained[name])] == []
+    fresh = exp.new_model().state_dict()
+    assert all(torch.equal(start[k], fresh[k].cpu()) for k in fresh)  # the original's own starting point

@@ -182,8 +182,10 @@ def test_a_cpu_run_is_never_graphed(smoke):
     assert not result.graphed and result.steps == 4
 
 
-def test_the_captured_step_is_an_sgd_step(smoke):
-    """GraphedStep's step, run eagerly on the CPU (the capture itself needs a GPU), equals torch's SGD."""
+def captured_and_reference_steps(smoke, optimizer: str, reference, lrs, **kw):
+    """Run GraphedStep's step eagerly on the CPU (the capture itself needs a GPU) and ``reference``,
+    a torch optimiser over a copy of the same model, at each learning rate of ``lrs``; returns both
+    models after asserting that every step's per-sample losses agree."""
     import copy
 
     import torch.nn.functional as F
@@ -194,9 +196,9 @@ def test_the_captured_step_is_an_sgd_step(smoke):
     ours = build_model("tinycnn", d.num_classes, d.mean, d.std, seed=0).train()
     theirs = copy.deepcopy(ours)
     x, y = d.train_images[:16].float().div(255), d.train_labels[:16]
-    step = GraphedStep(ours, tuple(x.shape), momentum=0.9, weight_decay=5e-4, label_smoothing=0.1, amp=False)
-    opt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    for lr in (0.05, 0.02, 0.01):
+    step = GraphedStep(ours, tuple(x.shape), momentum=0.9, amp=False, optimizer=optimizer, **kw)
+    opt = reference(theirs.parameters())
+    for lr in lrs:
         step.x.copy_(x), step.y.copy_(y), step.lr.fill_(lr)
         for p in step.params:
             p.grad = None
@@ -204,45 +206,28 @@ def test_the_captured_step_is_an_sgd_step(smoke):
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad()
-        expected = F.cross_entropy(theirs(x), y, reduction="none", label_smoothing=0.1)
-        expected.mean().backward()
-        opt.step()
-        torch.testing.assert_close(losses, expected.detach())
-    for a, b in zip(ours.parameters(), theirs.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_the_captured_step_is_an_adamw_step(smoke):
-    """GraphedStep with AdamW (NatMU's fine-tuning), run eagerly on the CPU, equals torch's AdamW, bias
-    correction and decoupled weight decay included, over learning rates that change every step."""
-    import copy
-
-    import torch.nn.functional as F
-
-    from nmu.graphs import GraphedStep
-
-    d = smoke.data
-    ours = build_model("tinycnn", d.num_classes, d.mean, d.std, seed=0).train()
-    theirs = copy.deepcopy(ours)
-    x, y = d.train_images[:16].float().div(255), d.train_labels[:16]
-    step = GraphedStep(ours, tuple(x.shape), momentum=0.9, weight_decay=2e-3, label_smoothing=0.0, amp=False,
-                       optimizer="adamw")
-    opt = torch.optim.AdamW(theirs.parameters(), lr=1e-3, weight_decay=2e-3)
-    for lr in (1e-3, 8e-4, 5e-4, 2e-4, 1e-4):
-        step.x.copy_(x), step.y.copy_(y), step.lr.fill_(lr)
-        for p in step.params:
-            p.grad = None
-        losses = step.step_eagerly()
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad()
-        expected = F.cross_entropy(theirs(x), y, reduction="none")
+        expected = F.cross_entropy(theirs(x), y, reduction="none", label_smoothing=kw["label_smoothing"])
         expected.mean().backward()
         opt.step()
         torch.testing.assert_close(losses, expected.detach(), rtol=1e-5, atol=1e-6)
-    assert step.step_count.item() == 5
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    return step
+
+
+def test_the_captured_step_is_an_sgd_step(smoke):
+    captured_and_reference_steps(
+        smoke, "sgd", lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4),
+        (0.05, 0.02, 0.01), weight_decay=5e-4, label_smoothing=0.1)
+
+
+def test_the_captured_step_is_an_adamw_step(smoke):
+    """With AdamW (NatMU's fine-tuning): bias correction and decoupled weight decay included, over
+    learning rates that change every step."""
+    step = captured_and_reference_steps(
+        smoke, "adamw", lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=2e-3),
+        (1e-3, 8e-4, 5e-4, 2e-4, 1e-4), weight_decay=2e-3, label_smoothing=0.0)
+    assert step.step_count.item() == 5
     with pytest.raises(ValueError, match="'sgd' or 'adamw'"):
-        GraphedStep(ours, tuple(x.shape), momentum=0.9, weight_decay=0.0, label_smoothing=0.0, amp=False,
-                    optimizer="adam")
+        type(step)(step.model, tuple(step.x.shape), momentum=0.9, weight_decay=0.0, label_smoothing=0.0, amp=False,
+                   optimizer="adam")

@@ -1,6 +1,6 @@
 """`make figures` on a CPU: one process using every core vs one-thread jobs side by side, timed on the same work.
 
-    python bench/cpu_jobs.py              # quick CIFAR-10, random 10 %: original, retrain (3 epochs), every method
+    python bench/studies/cpu_jobs.py              # quick CIFAR-10, random 10 %: original, retrain (3 epochs), every method
 
 The same work runs twice, each time in a fresh data root (so nothing is cached): ``inline`` in one
 process with all ``--threads`` threads (what ``make figures`` does by default), then as ``local``
@@ -9,10 +9,6 @@ Small models use several cores poorly, so jobs side by side finish sooner, each 
 Python start and reloading its inputs. Decoding the data set is not timed. Prints both wall times
 and their ratio. (The two variants compute under different cache keys: the thread count changes
 floating-point reductions, see the README's "Reproducibility".)
-
-Measured on the project's 2-core machine (2026-11-27): inline 267.3 s, local 276.6 s, ratio 0.97x: the
-jobs' overhead (a Python start and reloaded inputs per job) cancels what one-thread processes side by
-side gain there, so ``make figures`` stays inline.
 """
 
 from __future__ import annotations

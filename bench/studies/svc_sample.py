@@ -5,7 +5,7 @@ non-members instead of all of D_r and D_t (the fit's cost grows with the square 
 original, retrained and some unlearned models of one split, this prints the efficacy of the full fit,
 the mean, spread and largest deviation over several sample seeds, and the seconds each fit takes.
 
-    python bench/svc_sample.py --profile quick --methods natmu rl salun ft
+    python bench/studies/svc_sample.py --profile quick --methods natmu rl salun ft
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 
 from nmu.experiment import Experiment
 from nmu.metrics import SVC_FIT_PER_SIDE, Outputs, svc_forget_efficacy
-from nmu.runs import unlearned
+from nmu.artefacts import cached_run, hyperparameters
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     exp = Experiment(args.profile, args.dataset, progress=False)
     split = exp.split("random", fraction=args.fraction)
     models = {"original": exp.original().model, "retrain": exp.retrain(split).model}
-    models |= {m: unlearned(exp, split, m)[0] for m in args.methods}
+    models |= {m: cached_run(exp, split, m, hyperparameters(exp, m, split.kind))[0] for m in args.methods}
     d = exp.data
     rows = []
     for name, model in models.items():

@@ -3,8 +3,8 @@
 # network (results/paper/README.md). Run from the repository root there, after `make paper-carry` here,
 # carrying .paper-data and .whl (and .whl-nb for `notebook`):
 #
-#   NMU_GIT_COMMIT=<commit> bash bench/device_check.sh check [paper_check.py options]   # --seed 1, --dataset cifar100
-#   NMU_GIT_COMMIT=<commit> bash bench/device_check.sh notebook [NOTEBOOK]              # default quickstart
+#   NMU_GIT_COMMIT=<commit> bash bench/gpu/device_check.sh check [paper_check.py options]   # --seed 1, --dataset cifar100
+#   NMU_GIT_COMMIT=<commit> bash bench/gpu/device_check.sh notebook [NOTEBOOK]              # default quickstart
 #
 # `check` runs bench/paper_check.py into pc/ (emptied first); `notebook` runs one notebook by papermill
 # under the PROFILE profile (default paper) into pc-nb/. BUDGET_S (default 500) counts from this script's
@@ -18,10 +18,10 @@ set -uo pipefail
 mode=${1:-}
 case $mode in
   check | notebook) shift ;;
-  *) echo "usage: bench/device_check.sh check|notebook [options]" >&2; exit 2 ;;
+  *) echo "usage: bench/gpu/device_check.sh check|notebook [options]" >&2; exit 2 ;;
 esac
 if [ -z "${NMU_GIT_COMMIT:-}" ]; then
-  echo "bench/device_check.sh: set NMU_GIT_COMMIT to the commit being run (the machine gets no .git)" >&2
+  echo "bench/gpu/device_check.sh: set NMU_GIT_COMMIT to the commit being run (the machine gets no .git)" >&2
   exit 2
 fi
 dataset=cifar10
@@ -34,7 +34,7 @@ missing=()
 compgen -G ".whl/*.whl" >/dev/null || missing+=(".whl/ (submitit's wheel)")
 if [ "$mode" = notebook ]; then compgen -G ".whl-nb/*.whl" >/dev/null || missing+=(".whl-nb/ (papermill's wheels)"); fi
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench/device_check.sh: not carried: ${missing[*]}; run \`make paper-carry\` and carry them" >&2
+  echo "bench/gpu/device_check.sh: not carried: ${missing[*]}; run \`make paper-carry\` and carry them" >&2
   exit 2
 fi
 out=${OUT:-/tmp/device-out}

@@ -8,7 +8,7 @@ in one process. Where nmu's configuration is the fastest, a cheaper ``make figur
 fewer images through the model, not from the kernels. ``--profile`` adds the share of each kind of
 operator in nmu's step (torch profiler).
 
-    python bench/train_step.py --arch smallcnn16 --steps 40 --profile
+    python bench/studies/train_step.py --arch smallcnn16 --steps 40 --profile
 """
 
 from __future__ import annotations

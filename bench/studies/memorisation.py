@@ -6,7 +6,7 @@ D_f accuracy of the original against the retrained model's: the **gap** is what 
 must remove (an original that never memorised D_f leaves little to forget). Use it to weigh a
 cheaper recipe before changing a profile; use a validation experiment seed (never a reported one).
 
-    python bench/memorisation.py --profile quick --dataset cifar10 --seed 100 --epochs 20 30
+    python bench/studies/memorisation.py --profile quick --dataset cifar10 --seed 100 --epochs 20 30
 """
 
 from __future__ import annotations
