@@ -9,6 +9,7 @@ import seaborn as sns
 import torch
 
 from nmu.stats import per_experiment, summarize
+from nmu.unlearn import METHODS
 
 LABELS = {
     "acc_test": "Acc D_t (%)", "acc_retain": "Acc D_r (%)", "acc_forget": "Acc D_f (%)",
@@ -18,13 +19,28 @@ LABELS = {
     "kl_forget": "KL_avg on D_f (nats)", "kl_test": "KL_avg on D_t (nats)", "avg_gap": "Avg. Gap (points)",
     "seconds": "Run time (s)", "rte_vs_retrain": "Run time / retrain time",
 }
-PALETTE = {"retrain": "#4d4d4d", "original": "#b0b0b0", "natmu": "#d62728"}
+FIXED = {"retrain": "#4d4d4d", "original": "#b0b0b0", "natmu": "#d62728"}
+
+
+def method_colors() -> dict[str, str]:
+    """One colour per method, the same in every figure: the reference rows grey, NatMU red, the other
+    registered methods in registry order from a palette without greys or NatMU's red."""
+    tab20 = sns.color_palette("tab20", n_colors=20).as_hex()
+    taken = set(FIXED.values()) | {"#7f7f7f", "#c7c7c7", "#ff9896"}  # greys and light red
+    palette = [c for c in tab20[0::2] + tab20[1::2] if c not in taken]  # the dark shades first
+    others = [m for m in METHODS if m not in FIXED]
+    return FIXED | {m: palette[i % len(palette)] for i, m in enumerate(others)}
 
 
 def _colors(methods: list[str]) -> list[str]:
-    base = sns.color_palette("tab10", n_colors=10).as_hex()
-    others = iter(c for c in base if c not in PALETTE.values() and c != "#d62728")
-    return [PALETTE.get(m) or next(others, "#1f77b4") for m in methods]
+    colors = method_colors()
+    return [colors.get(m, "#1f77b4") for m in methods]
+
+
+def spread_label(table: pd.DataFrame) -> str:
+    """What the error bars of a summary over experiment seeds show: a 95 % CI, or nothing with one seed."""
+    n = table["n"].max() if "n" in table else 1
+    return "mean ± 95 % CI over experiment seeds" if n > 1 else "one experiment seed, no interval"
 
 
 ABSOLUTE = ("avg_gap", "kl_forget", "kl_test", "seconds", "rte_vs_retrain")
@@ -95,10 +111,12 @@ def class_shares(data, splits: list) -> plt.Figure:
     labels = data.train_labels.numpy()
     shares = pd.DataFrame({s.description: np.bincount(labels[s.forget], minlength=data.num_classes) / len(s.forget) * 100
                            for s in splits}, index=data.classes)
-    ax = shares.plot.bar(figsize=(max(7, 0.25 * data.num_classes), 3), rot=45)
+    many = data.num_classes > 20  # (CIFAR-100: upright labels, small, so that none overlaps)
+    ax = shares.plot.bar(figsize=(max(7.0, 0.16 * data.num_classes), 3.4), rot=90 if many else 45, width=0.8)
+    ax.tick_params(axis="x", labelsize=6 if many else 8)
     ax.axhline(100 / data.num_classes, color="grey", ls="--", lw=0.8, label="class-balanced")
     ax.set_ylabel("% of the forgetting set")
-    ax.set_title("class make-up of the hardest samples")
+    ax.set_title(f"{data.name}: class make-up of the hardest samples")
     ax.legend(fontsize=8)
     return ax.figure
 
@@ -130,7 +148,8 @@ def seed_points(table: pd.DataFrame, metric: str = "avg_gap", panel: str | list[
         ax.set_title(name, fontsize=9)
         ax.set_ylabel(LABELS.get(metric, metric), fontsize=8)
         ax.grid(axis="y", lw=0.3)
-    fig.suptitle(title or f"{LABELS.get(metric, metric)}: a dot per experiment seed, mean ± 95 % CI", fontsize=10)
+    fig.suptitle(title or f"{LABELS.get(metric, metric)}: a dot per experiment seed, {spread_label(summary)}",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -140,6 +159,8 @@ def grid_spread(table: pd.DataFrame, metric: str = "avg_gap", panel: str = "fami
     configuration (``metric`` averaged over the validation experiments), the winner as a star; a
     narrow column means a method that does not depend much on its hyperparameters."""
     per_config = table.groupby([panel, "method", "config"], sort=False)[metric].mean().reset_index()
+    values = per_config[metric].replace([np.inf, -np.inf], np.nan).dropna()
+    log = bool(len(values)) and (values > 0).all() and values.max() > 10 * values.median()  # one method far off
     panels = list(dict.fromkeys(per_config[panel]))
     methods = list(dict.fromkeys(per_config["method"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(max(3.5, 0.45 * len(methods)) * len(panels), 3.2), squeeze=False)
@@ -151,7 +172,9 @@ def grid_spread(table: pd.DataFrame, metric: str = "avg_gap", panel: str = "fami
                 ax.scatter([i], [np.nanmin(values)], marker="*", s=80, color=color, edgecolor="black", zorder=4)
         ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
         ax.set_title(str(name), fontsize=9)
-        ax.set_ylabel(LABELS.get(metric, metric), fontsize=8)
+        ax.set_ylabel(LABELS.get(metric, metric) + (", log scale" if log else ""), fontsize=8)
+        if log:
+            ax.set_yscale("log")
         ax.grid(axis="y", lw=0.3)
     fig.suptitle(title or f"{LABELS.get(metric, metric)} of every configuration (star: the one selected)", fontsize=10)
     fig.tight_layout()
@@ -182,9 +205,11 @@ def paired_forest(pairs: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.axvline(0, color="#4d4d4d", lw=0.8)
         ax.set_yticks(y, rivals, fontsize=8)
         ax.set_title(name, fontsize=8)
-        ax.set_xlabel(f"natmu - rival, {LABELS.get(pairs['metric'].iloc[0], pairs['metric'].iloc[0])}", fontsize=7)
+        ax.set_xlabel(f"natmu - rival, {LABELS.get(pairs['metric'].iloc[0], pairs['metric'].iloc[0])}\n"
+                      "(negative: NatMU closer to retraining)", fontsize=7)
     axes[0, 0].invert_yaxis()  # (once: the panels share it) the first rival on top
-    fig.suptitle(title or "NatMU minus each method, paired by experiment seed (mean, 95 % CI; wins/experiments)",
+    spread = "mean, 95 % CI" if pairs["n"].max() > 1 else "one experiment seed, no interval"
+    fig.suptitle(title or f"NatMU minus each method, paired by experiment seed ({spread}; wins/experiments)",
                  fontsize=9)
     fig.tight_layout()
     return fig

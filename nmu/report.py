@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from nmu.plots import metric_bars, seed_points
+from nmu.plots import metric_bars, seed_points, spread_label
 from nmu.stats import paired, summarize, with_ci
 from nmu.storage import atomic_write, process_alive
 from nmu.train import default_device, gpu_mode
@@ -222,8 +222,7 @@ class Report:
         self.table(summary, "summary")
         self.table(paired(runs, "natmu") if "natmu" in set(runs["method"]) else pd.DataFrame(), "paired")
         panel = ["dataset", "split"]
-        self.figure(metric_bars(summary, metrics, panel=panel,
-                                title=f"{title} (mean ± 95 % CI over experiment seeds)"), name)
+        self.figure(metric_bars(summary, metrics, panel=panel, title=f"{title} ({spread_label(summary)})"), name)
         self.figure(seed_points(runs, "avg_gap", panel), f"{name}_seeds")
         return with_ci(summary, ["avg_gap"])[[*panel, "method", "acc_test", "acc_forget", "mia_entropy", "avg_gap",
                                               "n"]].round(2)

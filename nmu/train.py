@@ -167,12 +167,21 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+PRECISIONS = ("bf16", "fp32")
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` on GPUs and CPUs with native bf16 (AMX / AVX512-BF16), else ``"fp32"``."""
-    if precision not in ("auto", "bf16", "fp32"):
+    """``"auto"`` -> ``$NMU_PRECISION`` where set (``bf16`` or ``fp32``, the same on every machine), else
+    ``"bf16"`` on GPUs and CPUs with native bf16 (AMX / AVX512-BF16) and ``"fp32"`` elsewhere."""
+    if precision not in ("auto", *PRECISIONS):
         raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', not {precision!r}")
     if precision != "auto":
         return precision
+    forced = os.environ.get("NMU_PRECISION", "")
+    if forced:
+        if forced not in PRECISIONS:
+            raise ValueError(f"NMU_PRECISION={forced!r}: use bf16 or fp32 (unset: the hardware's native choice)")
+        return forced
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     native = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or \

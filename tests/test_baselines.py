@@ -32,7 +32,7 @@ FORGETTING = {
     "salun": dict(lr=3e-3, epochs=3, ratio=0.3),
     "bs": dict(lr=5e-2, epochs=3),  # SGD, as the reference
     "scrub": dict(lr=1e-2, epochs=3, max_epochs=2),  # SGD, as the reference
-    "ssd": dict(alpha=5.0),
+    "ssd": dict(alpha=3.0),  # selects ~10 % of the weights here: D_f accuracy ~90 -> ~0, D_r stays ~80
 }
 
 

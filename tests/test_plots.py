@@ -1,4 +1,4 @@
-"""Figures whose layout carries meaning: the paired forest plot."""
+"""Figures whose layout carries meaning: the paired forest plot, method colours, what error bars say."""
 
 import matplotlib
 import pandas as pd
@@ -6,7 +6,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from nmu.plots import paired_forest  # noqa: E402
+from nmu.plots import grid_spread, metric_bars, paired_forest, seed_points  # noqa: E402
+from nmu.unlearn import METHODS  # noqa: E402
 
 
 @pytest.mark.parametrize("settings, panels", [(4, 4), (5, 8)])
@@ -23,3 +24,37 @@ def test_paired_forest_wraps_settings_in_rows_of_four_with_the_first_rival_on_to
         low, high = ax.get_ylim()
         assert high < 0 < 2 < low
         assert [t.get_text() for t in ax.texts] == ["2/3"] * 3  # wins, one per rival
+
+
+def bar_colors(fig) -> dict[str, str]:
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_xticklabels()]
+    return {n: matplotlib.colors.to_hex(bar.get_facecolor()) for n, bar in zip(names, ax.patches)}
+
+
+def test_a_method_has_one_colour_in_every_figure_whatever_else_is_shown():
+    rows = lambda methods: pd.DataFrame({"method": methods, "avg_gap": range(len(methods))})  # noqa: E731
+    full = bar_colors(metric_bars(rows(["retrain", "original", *METHODS]), ["avg_gap"]))
+    some = bar_colors(metric_bars(rows(["rl", "natmu", "bs"]), ["avg_gap"]))
+    assert all(some[m] == full[m] for m in some)
+    assert len(set(full.values())) == len(full)  # no two methods share a colour
+
+
+def test_one_experiment_seed_is_never_called_a_confidence_interval():
+    runs = pd.DataFrame([{"split": "random 10%", "exp_seed": s, "method": m, "avg_gap": g}
+                         for s in (0, 1) for m, g in (("retrain", 0.0), ("natmu", 1.0 + s))])
+    assert "95 % CI" in seed_points(runs)._suptitle.get_text()
+    assert "no interval" in seed_points(runs[runs.exp_seed == 0])._suptitle.get_text()
+    pairs = pd.DataFrame([{"dataset": "d", "split": "s", "rival": "rl", "metric": "avg_gap", "diff": -1.0,
+                           "ci_low": float("nan"), "ci_high": float("nan"), "n": 1, "wins": 1}])
+    title = paired_forest(pairs)._suptitle.get_text()
+    assert "95 % CI" not in title and "no interval" in title
+    assert "negative: NatMU closer" in paired_forest(pairs).axes[0].get_xlabel()
+
+
+def test_a_search_with_one_method_far_off_is_drawn_on_a_log_scale():
+    table = pd.DataFrame([{"family": "random", "method": m, "config": str(c), "avg_gap": g}
+                          for m, gaps in (("natmu", (1.0, 2.0)), ("rl", (1.5, 2.5)), ("ga", (60.0, 90.0)))
+                          for c, g in enumerate(gaps)])
+    assert grid_spread(table).axes[0].get_yscale() == "log"
+    assert grid_spread(table[table.method != "ga"]).axes[0].get_yscale() == "linear"

@@ -231,3 +231,19 @@ def test_the_captured_step_is_an_adamw_step(smoke):
     with pytest.raises(ValueError, match="'sgd' or 'adamw'"):
         type(step)(step.model, tuple(step.x.shape), momentum=0.9, weight_decay=0.0, label_smoothing=0.0, amp=False,
                    optimizer="adam")
+
+
+def test_nmu_precision_fixes_the_automatic_choice(monkeypatch):
+    from nmu.train import resolve_precision
+
+    cpu = torch.device("cpu")
+    native = resolve_precision("auto", cpu)
+    for forced in ("fp32", "bf16"):
+        monkeypatch.setenv("NMU_PRECISION", forced)
+        assert resolve_precision("auto", cpu) == forced
+        assert resolve_precision("fp32", cpu) == "fp32"  # an explicit choice wins
+    monkeypatch.setenv("NMU_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="NMU_PRECISION='fp16': use bf16 or fp32"):
+        resolve_precision("auto", cpu)
+    monkeypatch.delenv("NMU_PRECISION")
+    assert resolve_precision("auto", cpu) == native
