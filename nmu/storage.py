@@ -8,8 +8,9 @@ Everything nmu downloads, decodes or trains lives under one root directory:
 Writes are atomic (temporary file + rename), so an interrupted run never leaves a half-written file
 behind. Files and directories get the usual permissions under the user's umask (0644 / 0755 with
 umask 022). A temporary file is named ``.<name>.<host>-<pid>-<random>.tmp``; the next write of
-``<name>`` deletes those left by a killed writer (same host, process gone) and any older than
-:data:`STALE_TEMP_SECONDS` from elsewhere, never one whose writer is still running here.
+``<name>`` deletes those left by a killed writer (same host, process gone) and any not modified for
+:data:`STALE_TEMP_SECONDS` (another host's, or one whose process id a new process has taken over),
+see :func:`writer_gone`.
 """
 
 from __future__ import annotations
@@ -151,14 +152,28 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[Path]:
-    """Delete the temporary files of interrupted :func:`atomic_write` calls for ``path``.
+def writer_tag() -> str:
+    """``<host>-<pid>`` of this process, for names of files and folders it is writing."""
+    return f"{_HOST}-{os.getpid()}"
 
-    A temp file written on this host by a process that no longer exists is removed at once; one
-    from another host, or from before temp names carried the writer, once it is ``max_age``
-    seconds old (default :data:`STALE_TEMP_SECONDS`). A live local writer's file is always kept.
-    Returns the files removed.
-    """
+
+def writer_gone(host: str | None, pid: int, path: Path, max_age: float) -> bool:
+    """Whether the writer of ``path``, process ``pid`` on the host tagged ``host`` (:func:`writer_tag`;
+    None: unknown), has stopped: on this host, when the process no longer exists; in any case when
+    ``path`` has not been modified for ``max_age`` seconds, its time stamp being that far in the
+    past or (a skewed clock) in the future. The age also covers a process id taken over by a new process."""
+    if host == _HOST and not process_alive(pid):
+        return True
+    try:
+        return abs(time.time() - path.stat().st_mtime) > max_age
+    except OSError:
+        return False
+
+
+def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[Path]:
+    """Delete the temporary files of interrupted :func:`atomic_write` calls for ``path`` whose
+    writer is gone (:func:`writer_gone`, with ``max_age`` default :data:`STALE_TEMP_SECONDS`).
+    Returns the files removed."""
     path = Path(path)
     max_age = STALE_TEMP_SECONDS if max_age is None else max_age
     pattern = _temp_pattern(path.name)
@@ -167,17 +182,9 @@ def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[P
         candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
     except OSError:
         return removed
-    now = time.time()
     for tmp in candidates:
         host, pid = pattern.fullmatch(tmp.name).groups()
-        if host == _HOST:
-            stale = not process_alive(int(pid))
-        else:
-            try:
-                stale = now - tmp.stat().st_mtime > max_age
-            except OSError:
-                continue
-        if stale:
+        if writer_gone(host, int(pid or 0), tmp, max_age):
             try:
                 tmp.unlink()
                 removed.append(tmp)
@@ -196,7 +203,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     ensure_writable(path.parent)
     remove_stale_temps(path)
     while True:
-        tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{writer_tag()}-{secrets.token_hex(4)}.tmp"
         try:
             # os.open applies the umask, unlike tempfile.mkstemp (always 0600)
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
