@@ -52,6 +52,21 @@ def test_template_is_clean_with_one_parameters_cell(notebook):
     assert "profile = " in "".join(tagged[0]["source"]) and "out_dir = " in "".join(tagged[0]["source"])
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter_nmu_checks(notebook):
+    """papermill warns "Passed unknown parameter" for a parameter its parser misses (an annotation such as
+    ``str | dict``): the types go in ``# type:`` comments, which both read."""
+    from papermill.translators import PythonTranslator
+
+    from nmu.report import declared_parameters
+
+    cell = next(c for c in json.loads(notebook.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    seen = {p.name: p.inferred_type_name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    declared = declared_parameters(notebook)
+    assert seen.keys() == declared.keys()
+    assert {k: t for k, t in seen.items() if t != "None"} == {k: t for k, (_, t) in declared.items() if t}
+
+
 def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     """``make figures PROFILE=smoke`` executes every notebook via papermill into the results folder,
     each writes its figures, tables and manifest, and a second ``make`` has nothing left to do; with
