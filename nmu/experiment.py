@@ -41,12 +41,23 @@ class TrainedModel:
     was_cached: bool
 
 
+def check_seed(name: str, value: object) -> int:
+    """``value`` if it is a usable seed (a whole number from 0 to 2**32 - 1), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 32:
+        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {value!r}")
+    return value
+
+
 class Experiment:
     def __init__(self, profile: str | Profile = "quick", dataset: str | None = None, arch: str | None = None,
                  seed: int = 0, *, init_seed: int | None = None, data_seed: int | None = None,
                  split_seed: int | None = None, root: str | Path | None = None,
                  device: str | torch.device | None = None, precision: str = "auto", progress: bool = True,
                  executor: str | dict = "inline", recipe: Recipe | dict | None = None):
+        for name, value in (("seed", seed), ("init_seed", init_seed), ("data_seed", data_seed),
+                            ("split_seed", split_seed)):
+            if value is not None:
+                check_seed(name, value)
         self.profile = get_profile(profile)
         self.dataset_name = dataset or self.profile.dataset
         self.root = Path(root) if root is not None else None
