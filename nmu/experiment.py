@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nmu.cache import cached, checkpoint_path, code_digest
+from nmu.cache import cached, checkpoint_path, code_digest, load_weights
 from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
@@ -152,8 +152,8 @@ class Experiment:
                     "seconds": result.seconds, "sample_loss": result.sample_loss}
 
         record, was_cached = cached(kind, fields, build, self.root)
+        path = checkpoint_path(kind, fields, self.root)
         model = self.new_model()
-        model.load_state_dict(record["state_dict"])
+        load_weights(model, record, path)
         model.to(device=self.device, memory_format=torch.channels_last).eval()
-        return TrainedModel(model, float(record["seconds"]), record["sample_loss"],
-                            checkpoint_path(kind, fields, self.root), was_cached)
+        return TrainedModel(model, float(record["seconds"]), record["sample_loss"], path, was_cached)

@@ -105,3 +105,28 @@ def test_a_read_only_data_root_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("NMU_DATA", str(ro))
     with pytest.raises(OSError, match=r"nmu's data root .*not writable.*\$NMU_DATA"):
         save_tensors({"w": torch.ones(1)}, ro / "checkpoints" / "x.pt")
+
+
+def test_yes_no_variables_are_read_one_way_and_a_typo_is_named(monkeypatch):
+    from nmu.archives import offline
+
+    for value, on in [("1", True), ("YES", True), ("on", True), ("0", False), ("false", False), ("Off", False), ("", False)]:
+        monkeypatch.setenv("NMU_OFFLINE", value)
+        monkeypatch.setenv("NMU_PROGRESS", value)
+        assert offline() is on and storage.progress_enabled() is (on or value == "")
+    for value in ("y", "2"):  # used to mean: online, silently
+        monkeypatch.setenv("NMU_OFFLINE", value)
+        with pytest.raises(ValueError, match=rf"\$NMU_OFFLINE='{value}': use 1/true/yes/on or 0/false/no/off"):
+            offline()
+
+
+def test_a_relative_or_looping_nmu_data_is_resolved_one_way_or_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMU_DATA", "mydata")
+    for cwd in (tmp_path, storage.CHECKOUT / "notebooks"):  # `make` runs at the top, `make lab` kernels in notebooks/
+        monkeypatch.chdir(cwd)
+        assert storage.data_root() == storage.CHECKOUT / "mydata"
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    monkeypatch.setenv("NMU_DATA", str(tmp_path / "a"))
+    with pytest.raises(storage.DataRootError, match=rf"\$NMU_DATA={tmp_path / 'a'} cannot be used: .*Point \$NMU_DATA"):
+        storage.data_root()
