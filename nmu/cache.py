@@ -41,6 +41,15 @@ MIN_FREE_BYTES = 64 * MiB
 ``$NMU_MIN_FREE_MB`` overrides it (0 switches the check off unless such a checkpoint exists)."""
 
 
+_BUILDS = [0]
+"""How many records :func:`cached` has built in this process."""
+
+
+def builds() -> int:
+    """How many records :func:`cached` has built (not loaded) in this process so far."""
+    return _BUILDS[0]
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but belongs to something else."""
 
@@ -146,6 +155,7 @@ def cached(name: str, fields: dict[str, Any], build: Callable[[], dict[str, Any]
         floor = f" (at least $NMU_MIN_FREE_MB={os.environ['NMU_MIN_FREE_MB']})" if os.environ.get("NMU_MIN_FREE_MB") else ""
         ensure_free_space(path.parent, space_needed(name, path.parent), f"building checkpoint {path.name}{floor}")
         record = build()
+        _BUILDS[0] += 1
         try:
             save_tensors({"format": FORMAT, "key": key, "fields": json.loads(json.dumps(fields, default=str)),
                           "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}, path)
