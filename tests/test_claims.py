@@ -110,3 +110,13 @@ def test_the_committed_quick_runs_with_natmu_failing_class_wise_say_so():
 def test_one_experiment_seed_gives_no_verdict_from_intervals():
     table = claims_table(runs_table([1.0, 1.2, 0.9], [5.0, 6.0, 5.5], [79, 81, 78], [50, 55, 52]).query("exp_seed == 0"))
     assert list(table["verdict"][:3]) == ["not measured (n = 1)"] * 3 and table.iloc[-1]["verdict"] == "holds"
+
+
+def test_a_natmu_configuration_that_failed_is_the_worst_and_the_robustness_claim_does_not_hold():
+    search = pd.DataFrame([{"family": "random", "method": m, "config": str(i), "exp_seed": 100, "avg_gap": g}
+                           for m, gaps in (("natmu", (1, 2, float("nan"))), ("rl", (4, 5, 9))) for i, g in enumerate(gaps)])
+    natmu = hyperparameter_robustness(search).set_index("method").loc["natmu"]
+    assert (natmu["median"], natmu["worst"], natmu["failed"], natmu["rank_by_median"]) == (2, float("inf"), 1, 1)
+    row = claims_table(runs_table([1.0] * 3, [2.0] * 3, [80] * 3, [80] * 3), search).set_index("claim").filter(
+        like="Robust", axis=0).iloc[0]
+    assert row["verdict"] == "does not" and "worst failed over 3 configurations (1 failed)" in row["evidence"]
