@@ -272,7 +272,7 @@ class Report:
     def comparison(self, runs: pd.DataFrame, metrics: list[str], name: str, title: str) -> pd.DataFrame:
         """The outputs of a comparison notebook from its ``runs`` (every setting's table of runs, one
         row per run): ``runs`` (every metric), ``summary`` (per setting and method, the mean over
-        experiment seeds and its 95 % CI), ``paired`` (NatMU minus each rival in Avg. Gap, paired by
+        experiment seeds and its 95 % CI, the seeds that failed counted apart), ``paired`` (NatMU minus each rival in Avg. Gap, paired by
         experiment seed), bars of ``metrics`` (``<name>``) and the Avg. Gap of each seed
         (``<name>_seeds``). Returns the headline: Avg. Gap as "mean ± CI" with the main metrics."""
         summary = summarize(runs)
@@ -283,7 +283,7 @@ class Report:
         self.figure(metric_bars(summary, metrics, panel=panel, title=f"{title} ({spread_label(summary)})"), name)
         self.figure(seed_points(runs, "avg_gap", panel), f"{name}_seeds")
         return with_ci(summary, ["avg_gap"])[[*panel, "method", "acc_test", "acc_forget", "mia_entropy", "avg_gap",
-                                              "n"]].round(2)
+                                              "n", "failed"]].round(2)
 
     def text(self, content: str, name: str) -> None:
         """Save ``content`` as the file ``name`` (e.g. ``presets.yaml``)."""
