@@ -11,7 +11,15 @@ SHARED_DATA ?= ../shared/data
 # Where missing models and runs are computed (docs/cluster.md): inline (this process), local (subprocesses,
 # a GPU each), slurm (a job array), or a YAML dict of options: EXECUTOR='{kind: slurm, partition: gpu}'.
 EXECUTOR ?= inline
-export NMU_DATA ?= $(CURDIR)/data
+# The data root: $NMU_DATA if set and not empty (nmu takes a relative one from this folder), else data/ here.
+ifeq ($(strip $(NMU_DATA)),)
+override NMU_DATA := $(CURDIR)/data
+endif
+export NMU_DATA
+space := $(subst ,, )
+ifneq ($(findstring $(space),$(RESULTS)),)
+$(error RESULTS="$(RESULTS)" has a space, which make cannot handle in file names; choose a folder without one)
+endif
 
 .PHONY: venv data figures smoke search plan test bench cost paper-check paper-carry paper-ledger lab clean clean-cache
 .DELETE_ON_ERROR:
@@ -28,10 +36,12 @@ $(STAMP): requirements.txt pyproject.toml
 # (cifar10-jpeg, cifar100-jpeg, tiny-imagenet-200 .tar.xz) into the data root $(NMU_DATA), each
 # through a temporary folder under a lock, checked against its official image counts, then renamed
 # into place. A second run only checks; a partial tree there is reported (with what to delete), not
-# used. With internet, nmu downloads the original files itself. (-W: runpy warns about running a
-# module that nmu/__init__ has already imported, via nmu.data; harmless here.)
+# used. With internet, nmu downloads the original files itself, so a missing default SHARED_DATA is
+# no error (one set on the command line is). (-W: runpy warns about running a module that
+# nmu/__init__ has already imported; harmless here.)
 data: $(STAMP)
-	$(PY) -W "ignore:'nmu.archives' found in sys.modules:RuntimeWarning" -m nmu.archives unpack "$(SHARED_DATA)" --root "$(NMU_DATA)"
+	$(PY) -W "ignore:'nmu.archives' found in sys.modules:RuntimeWarning" -m nmu.archives unpack "$(SHARED_DATA)" \
+		--root "$(NMU_DATA)" $(if $(filter file,$(origin SHARED_DATA)),--missing-ok)
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -116,11 +126,13 @@ plan: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-# Removes build litter and half-written notebooks; results/ and the data root (datasets,
-# checkpoints) stay: `make clean-cache` empties the cache.
+# Removes build litter and half-written notebooks (of results/ and $(RESULTS)); results/, .venv and
+# the data root (datasets, checkpoints) stay: `make clean-cache` empties the cache.
 clean:
-	rm -rf .pytest_cache build *.egg-info results/*/*.part.ipynb
-	find . -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf .pytest_cache build *.egg-info results/*/*.part.ipynb $(RESULTS)/*.part.ipynb
+	find . -path ./$(VENV) -prune -o -name __pycache__ -prune -exec rm -rf {} +
 
-clean-cache:
-	rm -rf "$(NMU_DATA)/cache" "$(NMU_DATA)/checkpoints"
+# Deletes the data root's decoded data sets (cache/) and trained models (checkpoints/), each only if
+# it holds nothing but nmu's files (nmu.cache.clean).
+clean-cache: $(STAMP)
+	$(PY) -W "ignore:'nmu.cache' found in sys.modules:RuntimeWarning" -m nmu.cache clean

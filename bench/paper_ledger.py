@@ -62,13 +62,8 @@ def method_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per method (in the runs' order): the mean of each of :data:`METRICS` over the seeds whose run
     did not fail, its 95 % CI half-width (``<metric>_ci``, NaN under two seeds), ``n`` such seeds and
     ``failed`` (how many runs failed)."""
-    table = summarize(runs[runs.failed.isna()], METRICS).drop(columns=["dataset", "setting"], errors="ignore")
-    failed = runs[runs.failed.notna()].groupby("method").size()
-    order = list(dict.fromkeys(runs.method))
-    table = table.set_index("method").reindex(order)
-    table["failed"] = failed.reindex(order).fillna(0).astype(int)
-    table["n"] = table["n"].fillna(0).astype(int)
-    return table.reset_index()
+    table = summarize(runs, METRICS).drop(columns=["dataset", "setting"], errors="ignore")
+    return table.set_index("method").reindex(list(dict.fromkeys(runs.method))).reset_index()
 
 
 def render(dataset: str, runs: pd.DataFrame, ledger: Path) -> tuple[str, pd.DataFrame]:
@@ -90,7 +85,7 @@ def render(dataset: str, runs: pd.DataFrame, ledger: Path) -> tuple[str, pd.Data
         lines += [f"## {setting}, {epochs} epochs ({len(seeds)} seed{'s' * (len(seeds) > 1)}: "
                   f"{', '.join(map(str, seeds))}; {', '.join(sorted(set(part.device)))})", "",
                   markdown_table(with_ci(table, METRICS).rename(columns=HEADERS)), ""]
-        pairs = paired(part[part.failed.isna()], "natmu", "avg_gap")
+        pairs = paired(part, "natmu", "avg_gap")
         if len(pairs):
             pairs = pairs.assign(ci=[f"[{lo:+.2f}, {hi:+.2f}]" if n > 1 else "" for lo, hi, n
                                      in zip(pairs.ci_low, pairs.ci_high, pairs.n)])

@@ -4,7 +4,9 @@
   lock, checks it (:func:`check_tree`: a known data set must match :data:`OFFICIAL_COUNTS` or
   :data:`PICKLE_FILES`) and renames it into place, so an interrupted or concurrent unpack never
   leaves a partial tree; an incomplete folder raises :class:`IncompleteDataError` naming what to
-  delete.
+  delete. What it unpacks is plain files and folders only, with no owners and under the umask's
+  permissions: an archive holding anything else (a link, a device, a FIFO, folders nested deeper
+  than :data:`MAX_DEPTH`) raises :class:`UnsafeArchiveError` naming the member, and nothing of it is kept.
 * :func:`locate` finds a data set's folder or archive under the data root, else downloads it
   (:data:`DOWNLOAD_TIMEOUT` seconds without data per try, :data:`DOWNLOAD_RETRIES` tries). When
   downloads are not allowed (``load_dataset(download=False)`` or ``$NMU_OFFLINE=1``, see
@@ -16,11 +18,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import http.client
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -32,7 +36,8 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from nmu.storage import data_root, progress_enabled
+from nmu.storage import (MiB, DataRootError, InsufficientSpaceError, data_root, ensure_free_space, ensure_writable,
+                         env_flag, progress_enabled, remove_tree, waiting_lock)
 
 # CIFAR-10's classes in label order (alphabetical): the class folders of its JPEG tree.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -59,6 +64,17 @@ ARCHIVES: dict[str, str] = {
     "cifar-100-python.tar.gz": "cifar-100-python",
     "tiny-imagenet-200.zip": "tiny-imagenet-200",
 }
+# The md5 of the archives their authors publish: a local copy is checked before it is unpacked.
+PUBLISHED_MD5: dict[str, str] = {
+    "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
+    "cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85",
+    "tiny-imagenet-200.zip": "90528d7ca1a48142e341f4ef8d21d0de",
+}
+# Disk space each known folder takes unpacked (MiB, on 4 KiB blocks), checked before unpacking.
+UNPACKED_MIB: dict[str, int] = {"cifar10-jpeg": 240, "cifar100-jpeg": 240, "tiny-imagenet-200": 450,
+                                "cifar-10-batches-py": 180, "cifar-100-python": 170}
+MAX_DEPTH = 16
+"""Folder levels an unpacked archive may have (TinyImageNet has 4)."""
 
 DOWNLOAD_TIMEOUT = 60.0  # seconds a connection may stay silent before a try is given up
 DOWNLOAD_RETRIES = 3     # tries in all
@@ -77,20 +93,27 @@ class IncompleteDataError(DataNotFoundError):
     names the folder and says what to delete or re-extract."""
 
 
+class UnsafeArchiveError(ValueError):
+    """An archive holds something no data set archive needs (a link, a device, a FIFO, a deep nest of
+    folders); the message names it. Nothing of the archive is kept."""
+
+
 def offline() -> bool:
-    """True when ``$NMU_OFFLINE`` is set to 1/true/yes/on: nmu then never downloads."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """True when ``$NMU_OFFLINE`` is on (1/true/yes/on, :func:`nmu.storage.env_flag`): nmu then never downloads."""
+    return env_flag(OFFLINE_ENV, False)
 
 
 # ------------------------------------------------------------------------------ safe unpack, checks
 
-def unpack(archive: str | Path, root: str | Path | None = None, folder: str | None = None) -> Path:
+def unpack(archive: str | Path, root: str | Path | None = None, folder: str | None = None,
+           md5: str | None = None) -> Path:
     """Unpack ``archive`` into ``root/folder`` (default: the folder :data:`ARCHIVES` names) safely.
 
-    Under a file lock, the archive is extracted into a temporary folder beside the target, checked
-    (a known data set must have its official image counts) and renamed into place, so the target
-    either does not exist or is complete. If the target already exists it is only checked: an
-    incomplete one raises :class:`IncompleteDataError`. Returns the target folder.
+    Under a file lock, the archive is checked against ``md5`` (default: its :data:`PUBLISHED_MD5`,
+    if any), extracted into a temporary folder beside the target, checked (plain files and folders
+    only; a known data set must have its official image counts) and renamed into place, so the
+    target either does not exist or is complete. If the target already exists it is only checked:
+    an incomplete one raises :class:`IncompleteDataError`. Returns the target folder.
     """
     archive = Path(archive)
     root = Path(root) if root is not None else data_root()
@@ -99,25 +122,40 @@ def unpack(archive: str | Path, root: str | Path | None = None, folder: str | No
         raise ValueError(f"unknown archive {archive.name}; known: {sorted(ARCHIVES)} (or pass folder=)")
     if not archive.is_file():
         raise DataNotFoundError(f"no archive {archive}")
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_writable(root, root)
     target = root / folder
-    with _lock(root / f".{folder}.lock", f"unpacking {folder}"):
+    with waiting_lock(root / f".{folder}.lock", f"unpacking {folder}"):
         if target.exists():
             check_tree(target, fix=fix_hint(target, archive))
             return target
         for stale in root.glob(f".{folder}.unpack-*"):  # left by a killed unpack; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
+            remove_tree(stale)
+        _check_md5(archive, md5 or PUBLISHED_MD5.get(archive.name))
+        needed = UNPACKED_MIB.get(folder, 0) * MiB
+        ensure_free_space(root, needed, f"unpacking {archive.name}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.unpack-", dir=root))
         try:
-            _extract_all(archive, tmp)
+            _extract_all(archive, tmp, needed)
             if not (tmp / folder).is_dir():
                 raise ValueError(f"{archive} holds no top-level folder {folder}/: it is not the expected archive")
             check_tree(tmp / folder, fix=f"The archive {archive} itself is incomplete or damaged: replace it "
                                          "(compare its sha256 with the published one).", shown=target)
             os.rename(tmp / folder, target)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
     return target
+
+
+def _check_md5(archive: Path, md5: str | None) -> None:
+    if md5 is None:
+        return
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(archive, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != md5:
+        raise IncompleteDataError(f"{archive} is not the published archive (md5 {digest.hexdigest()}, published {md5}): "
+                                  "it is damaged or was altered; delete it and download it again")
 
 
 def check_tree(path: str | Path, *, fix: str | None = None, shown: Path | None = None) -> list[tuple[str, int, int]]:
@@ -207,66 +245,105 @@ def _problems(path: Path, listing: list[tuple[str, int, int]]) -> list[str]:
 
 
 def scan_tree(path: Path) -> list[tuple[str, int, int]]:
-    """Every file under ``path`` as (posix relative path, size, mtime_ns), sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, path).replace(os.sep, "/")
-        for f in filenames:
-            st = os.stat(os.path.join(dirpath, f))
-            out.append((f if rel_dir == "." else f"{rel_dir}/{f}", st.st_size, st.st_mtime_ns))
+    """Every regular file under ``path`` as (posix relative path, size, mtime_ns), sorted. Symbolic
+    links are followed as the loaders follow them (a symlinked class folder is listed), except into
+    a folder that holds the link (a cycle); other kinds of files (FIFOs, devices) are left out."""
+    out: list[tuple[str, int, int]] = []
+    top = os.stat(path)
+    stack = [(str(path), "", ((top.st_dev, top.st_ino),))]
+    while stack:  # not os.walk: it recurses once per level (Python < 3.12)
+        folder, rel, above = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue  # a dangling symbolic link
+                if stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in above:
+                    stack.append((entry.path, f"{rel}{entry.name}/", (*above, (st.st_dev, st.st_ino))))
+                elif stat.S_ISREG(st.st_mode):
+                    out.append((f"{rel}{entry.name}", st.st_size, st.st_mtime_ns))
     out.sort()
     return out
 
 
-def _extract_all(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` (.tar.* or .zip) into ``dest``; raises :class:`IncompleteDataError` if it
-    cannot be read to its end. Uses the system ``tar`` when there is one (several times faster than
-    Python's tarfile on 100,000 small files), else tarfile's ``data`` filter."""
+def describe(mode: int) -> str:
+    """What kind of file an ``st_mode`` is, in words ("a FIFO", "a block device", ...)."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISBLK, "a block device"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _extract_all(archive: Path, dest: Path, needed: int = 0) -> None:
+    """Extract ``archive`` (.tar.* or .zip) into ``dest`` and keep it only if it is plain files and
+    folders (:func:`_plain_files`). Uses the system ``tar`` when there is one (several times faster
+    than Python's tarfile on 100,000 small files), without the archive's owners and permissions,
+    else tarfile's ``data`` filter. Raises :class:`IncompleteDataError` if the archive cannot be
+    read to its end, :class:`InsufficientSpaceError` if the disk fills up (``needed``: bytes the
+    data set takes) and :class:`UnsafeArchiveError` for a member that is not a file or a folder."""
     if progress_enabled():
         print(f"nmu: unpacking {archive} ...", file=sys.stderr)
     tar_exe = shutil.which("tar") if archive.suffix != ".zip" else None
     run = None
     try:
         if tar_exe:  # GNU tar and bsdtar detect the compression, refuse '..' and strip leading '/'
-            run = subprocess.run([tar_exe, "-xf", str(archive), "-C", str(dest)], capture_output=True, text=True)
-            if run.returncode == 0:
-                return
-            for entry in dest.iterdir():  # e.g. no xz program for tar: try Python's own reader
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            run = subprocess.run([tar_exe, "-xf", str(archive), "-C", str(dest), "--no-same-owner",
+                                  "--no-same-permissions"], capture_output=True, text=True)
+            if "No space left on device" in run.stderr:
+                raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+            if run.returncode != 0:  # e.g. no xz program for tar: try Python's own reader
+                for entry in dest.iterdir():
+                    remove_tree(entry)
         if archive.suffix == ".zip":
             with zipfile.ZipFile(archive) as zf:  # extractall drops absolute and '..' parts of names
                 zf.extractall(dest)
-        else:
+        elif run is None or run.returncode != 0:
             with tarfile.open(archive) as tar:
                 tar.extractall(dest, filter="data")
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as err:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise InsufficientSpaceError(
+                f"the disk of {dest.parent} filled up while unpacking {archive}"
+                + (f" (the data set takes about {needed // MiB} MiB)" if needed else "")
+                + f": free some space there, or point $NMU_DATA at a disk with room", errno.ENOSPC, str(dest)) from err
+        if isinstance(err, tarfile.FilterError):
+            raise UnsafeArchiveError(f"{archive} is refused, nothing of it was kept: {err}") from err
         tar_said = f"; tar said: {run.stderr.strip()[-300:]}" if run is not None else ""
         raise IncompleteDataError(f"could not unpack {archive} ({type(err).__name__}: {err}{tar_said}). The archive "
                                   "is truncated or damaged: replace it (compare its sha256 with the published one)"
                                   ) from err
+    _plain_files(dest, archive)
 
 
-class _lock:
-    """An inter-process lock file (filelock) that says so when it has to wait for another process."""
-
-    def __init__(self, path: Path, what: str):
-        from filelock import FileLock
-
-        self.lock, self.what = FileLock(str(path)), what
-
-    def __enter__(self):
-        from filelock import Timeout
-
-        try:
-            self.lock.acquire(timeout=0)
-        except Timeout:
-            print(f"nmu: waiting for another process {self.what} ({self.lock.lock_file})", file=sys.stderr)
-            self.lock.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.lock.release()
+def _plain_files(dest: Path, archive: Path) -> None:
+    """Raise :class:`UnsafeArchiveError` naming the first member under ``dest`` that is not a regular
+    file or a folder, or lies more than :data:`MAX_DEPTH` folders deep; give every file and folder
+    the permissions of a new one under the umask (0644 and 0755 with umask 022, no setuid bits)."""
+    probe = dest / ".umask-probe"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    file_mode = probe.stat().st_mode & 0o777
+    probe.unlink()
+    dir_mode = file_mode | (file_mode & 0o444) >> 2  # x wherever r: 0755 from 0644
+    stack = [(dest, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                member = os.path.relpath(entry.path, dest)
+                if stat.S_ISDIR(st.st_mode) and depth < MAX_DEPTH:
+                    os.chmod(entry.path, dir_mode)
+                    stack.append((Path(entry.path), depth + 1))
+                elif stat.S_ISREG(st.st_mode):
+                    if stat.S_IMODE(st.st_mode) != file_mode:
+                        os.chmod(entry.path, file_mode)
+                else:
+                    what = "a folder nested too deep" if stat.S_ISDIR(st.st_mode) else describe(st.st_mode)
+                    raise UnsafeArchiveError(
+                        f"{archive} is refused, nothing of it was kept: its member {member} is {what}, and a data set "
+                        f"archive holds only files and folders (at most {MAX_DEPTH} levels deep). Replace it with the "
+                        "published archive (compare its sha256)")
 
 
 # ------------------------------------------------------------------------------------------ downloads
@@ -318,39 +395,52 @@ def locate(root: Path, options: list[tuple[str, tuple[str, ...]]], online: tuple
     for folder, _ in options:
         if (root / folder).is_dir():
             return root / folder
+    published = {online[2]: online[1]} if online is not None else {}
     for folder, archives in options:
         for name in archives:
             if (root / name).is_file():
-                return unpack(root / name, root, folder)
+                return unpack(root / name, root, folder, published.get(name))
     if online is None or not allowed:
         raise _missing(root, what, where, allowed)
     url, md5, name, folder = online
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _lock(root / f".{name}.lock", f"downloading {name}"):
+        with waiting_lock(root / f".{name}.lock", f"downloading {name}"):
             if not (root / name).is_file():
                 _fetch(url, root / name, md5)
     except OSError as err:
         raise _missing(root, what, where, allowed, err) from err
-    return unpack(root / name, root, folder)
+    return unpack(root / name, root, folder, md5)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m nmu.archives unpack DIR [--root ROOT]``: unpack every known archive in DIR (see
-    :data:`ARCHIVES`) into the data root, safely and idempotently; exit status 1 if any is incomplete."""
+    """``python -m nmu.archives unpack DIR [--root ROOT] [--missing-ok]``: unpack every known archive
+    in DIR (see :data:`ARCHIVES`) into the data root, safely and idempotently; exit status 1 if any
+    is incomplete or refused, or if DIR does not exist (unless ``--missing-ok``)."""
     parser = argparse.ArgumentParser(prog="python -m nmu.archives", description="nmu's data set archives")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("unpack", help="unpack every known archive found in DIR into the data root")
     cmd.add_argument("dir", type=Path, help="folder holding e.g. cifar10-jpeg.tar.xz (make data: $(SHARED_DATA))")
-    cmd.add_argument("--root", type=Path, default=None, help="data root (default: $NMU_DATA, see nmu.storage)")
+    cmd.add_argument("--root", type=_folder_argument, default=None,
+                     help="data root (default: $NMU_DATA, see nmu.storage)")
+    cmd.add_argument("--missing-ok", action="store_true", help="a DIR that does not exist means nothing to unpack")
     args = parser.parse_args(argv)
-    root = (args.root or data_root()).expanduser().resolve()
-    found = sorted(p for p in args.dir.glob("*") if p.name in ARCHIVES) if args.dir.is_dir() else []
+    if not args.dir.is_dir():
+        print(f"nmu: no folder {args.dir}" + ("; nothing to unpack" if args.missing_ok else
+              " (make data: set SHARED_DATA to the folder holding the archives)"), file=sys.stderr)
+        return 0 if args.missing_ok else 1
+    found = sorted(p for p in args.dir.glob("*") if p.name in ARCHIVES)
     if not found:
         print(f"nmu: no known archive ({', '.join(sorted(ARCHIVES))}) in {args.dir}; nothing to unpack")
         return 0
+    try:
+        root = args.root.expanduser().resolve() if args.root else data_root()
+        ensure_writable(root, root)
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
+        print(f"nmu: {err}" if isinstance(err, DataRootError) else f"nmu: --root {args.root}: {err}", file=sys.stderr)
+        return 1
     failed = 0
     for archive in found:
         target = root / ARCHIVES[archive.name]
@@ -365,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nmu: {target} is complete, nothing to do" if existed else
               f"nmu: unpacked {archive.name} into {target} ({time.perf_counter() - start:.1f} s)")
     return 1 if failed else 0
+
+
+def _folder_argument(value: str) -> Path:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty: give a folder, or leave the option out")
+    return Path(value)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from nmu.cache import cached, code_digest
+from nmu.cache import cached, checkpoint_path, code_digest, load_weights
 from nmu.experiment import Experiment, TrainedModel
 from nmu.metrics import REFERENCES, ReferenceLogits, evaluate
 from nmu.models import Classifier
@@ -94,7 +94,7 @@ def cached_run(exp: Experiment, split: Split, method: str, hp: Mapping[str, Any]
 
     stored, _ = cached(model_name, fields, build, exp.root)
     model = exp.new_model()
-    model.load_state_dict(stored["state_dict"])
+    load_weights(model, stored, checkpoint_path(model_name, fields, exp.root))
     # the layout training leaves (fit): a loaded model then computes exactly what the trained one did
     model.to(device=exp.device, memory_format=torch.channels_last).eval()
     metrics = _metrics(exp, split, metrics_name, metric_fields, built.get("model", model), retrained, seed)

@@ -41,14 +41,15 @@ import csv
 import hashlib
 import os
 import pickle
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nmu.archives import (IMAGE_SUFFIXES, DataNotFoundError, IncompleteDataError, check_tree, fix_hint,
-                          locate, offline, scan_tree)
+from nmu.archives import (IMAGE_SUFFIXES, PUBLISHED_MD5, DataNotFoundError, IncompleteDataError, check_tree,
+                          describe, fix_hint, locate, offline, scan_tree)
 from nmu.storage import data_root, load_tensors, progress_enabled, save_tensors
 
 # The 20 CIFAR-100 superclasses in the order of the official ``meta`` file's coarse_label_names.
@@ -74,11 +75,11 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_MD5 = PUBLISHED_MD5["cifar-10-python.tar.gz"]
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+CIFAR100_MD5 = PUBLISHED_MD5["cifar-100-python.tar.gz"]
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-TINY_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
+TINY_MD5 = PUBLISHED_MD5["tiny-imagenet-200.zip"]
 CACHE_FORMAT = "nmu-dataset-v2"
 
 
@@ -198,9 +199,9 @@ def load_image_folder(path: str | Path, name: str | None = None,
 
     Classes are the sorted sub-directory names of ``train/``; every class needs at least one image
     in both splits (an empty class folder is an error), and all images must have one size. Images
-    are read as RGB; mean/std are computed from the training images unless given. The result is
-    cached under the data root, keyed by the tree's file names, sizes and modification times, so
-    edits to the tree are picked up.
+    are read as RGB (16-bit greyscale scaled to 8 bits); mean/std are computed from the training
+    images unless given. The result is cached under the data root, keyed by the tree's file names,
+    sizes and modification times (symlinked folders included), so edits to the tree are picked up.
     """
     path = Path(path).expanduser().resolve()
     splits, classes = _folder_layout(path)
@@ -236,9 +237,9 @@ def _cifar10(root: Path, allowed: bool):
         return key, build
 
     def build_pickles() -> Dataset:
-        train = [_unpickle(path / f"data_batch_{i}") for i in range(1, 6)]
-        test = _unpickle(path / "test_batch")
-        classes = tuple(_unpickle(path / "batches.meta")["label_names"])
+        train = [_unpickle(path / f"data_batch_{i}", ("data", "labels")) for i in range(1, 6)]
+        test = _unpickle(path / "test_batch", ("data", "labels"))
+        classes = tuple(_unpickle(path / "batches.meta", ("label_names",))["label_names"])
         return Dataset("cifar10",
                        _pixels(np.concatenate([b["data"] for b in train])),
                        torch.tensor(np.concatenate([b["labels"] for b in train]), dtype=torch.long),
@@ -270,7 +271,9 @@ def _cifar100(root: Path, allowed: bool, coarse: bool):
 
 
 def _cifar100_pickles(base: Path, mean, std, coarse: bool) -> Dataset:
-    train, test, meta = (_unpickle(base / f) for f in ("train", "test", "meta"))
+    split_keys = ("data", "fine_labels", "coarse_labels")
+    train, test = _unpickle(base / "train", split_keys), _unpickle(base / "test", split_keys)
+    meta = _unpickle(base / "meta", ("fine_label_names", "coarse_label_names"))
     fine_classes = tuple(meta["fine_label_names"])
     labels = {s: {k: torch.tensor(d[k], dtype=torch.long) for k in ("fine_labels", "coarse_labels")}
               for s, d in (("train", train), ("test", test))}
@@ -345,8 +348,7 @@ def _tinyimagenet(root: Path, allowed: bool):
 def _tinyimagenet_build(base: Path) -> Dataset:
     classes_wnid = tuple(sorted(p.name for p in (base / "train").iterdir() if p.is_dir()))
     index = {w: i for i, w in enumerate(classes_wnid)}
-    train = [(f, index[w]) for w in classes_wnid
-             for f in sorted((base / "train" / w / "images").iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    train = [(f, index[w]) for w in classes_wnid for f in _images_in(base / "train" / w / "images")]
     annotations = (base / "val" / "val_annotations.txt").read_text().splitlines()
     val_label = dict(line.split("\t")[:2] for line in annotations if line.strip())
     unknown = sorted(set(val_label.values()) - set(index))
@@ -418,16 +420,38 @@ def _cached(path: Path, key: str, build) -> Dataset:
     return ds
 
 
-def _unpickle(path: Path) -> dict:
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a pickle can name any function to call,
+    and the official CIFAR batches name nothing but numpy's array reconstruction."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks to call {module}.{name}, which a CIFAR batch never does "
+                                         "(nothing was run)")
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path, keys: tuple[str, ...]) -> dict:
+    """The dict pickled in a CIFAR batch file, which must hold ``keys``."""
     if not path.is_file():
         raise IncompleteDataError(f"missing {path}: the dataset folder {path.parent} is incomplete; delete it "
                                   "and load again (nmu re-downloads or re-extracts it)")
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="latin1")
+            batch = _ArraysOnly(fh, encoding="latin1").load()
     except (EOFError, pickle.UnpicklingError, ValueError) as err:
-        raise IncompleteDataError(f"cannot read {path} ({err}): the file is truncated or damaged; delete the "
-                                  f"folder {path.parent} and load again") from err
+        raise IncompleteDataError(f"cannot read {path} ({err}): the file is truncated, damaged or not a CIFAR batch; "
+                                  f"delete the folder {path.parent} and load again") from err
+    missing = [k for k in keys if not isinstance(batch, dict) or k not in batch]
+    if missing:
+        raise IncompleteDataError(f"{path} is not a CIFAR batch: it lacks {missing}; delete the folder {path.parent} "
+                                  "and load again")
+    return batch
 
 
 def _pixels(rows: np.ndarray) -> torch.Tensor:
@@ -487,8 +511,7 @@ def _list_images(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, 
         raise ValueError(f"{split_dir} has classes {extra} that train/ lacks")
     files, empty = [], []
     for i, c in enumerate(classes):
-        found = sorted(f for f in (split_dir / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) \
-            if (split_dir / c).is_dir() else []
+        found = _images_in(split_dir / c) if (split_dir / c).is_dir() else []
         if not found:
             empty.append(str(split_dir / c))
         files.extend((f, i) for f in found)
@@ -501,15 +524,36 @@ def _list_images(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, 
     return files
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (by suffix), sorted; one that is not a regular file (a FIFO, a
+    device, a folder, a broken link: reading it could block forever) is an error naming it."""
+    found = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    for f in found:
+        try:
+            mode = f.stat().st_mode
+        except OSError:
+            raise ValueError(f"{f} is a broken link, not an image: remove it or fix the link") from None
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{f} is {describe(mode)}, not an image file: remove it from the data set")
+    return found
+
+
 def _read_rgb(path: Path) -> np.ndarray:
+    """The image at ``path`` as 8-bit RGB (H, W, 3); 16-bit greyscale keeps its top 8 bits."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            mode = im.mode
+            if mode.startswith("I;16"):
+                return np.repeat((np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
+            if mode not in ("I", "F"):
+                return np.asarray(im.convert("RGB"))
     except Exception as err:  # noqa: BLE001 - truncated, not an image, decompression bomb, ...
         raise ValueError(f"cannot decode the image {path} ({type(err).__name__}: {err}): the file is truncated "
                          "or not an image; replace it (re-extract the data set) or delete it") from err
+    raise ValueError(f"the image {path} has {'32-bit integer' if mode == 'I' else 'floating-point'} pixels (mode "
+                     f"{mode!r}), which have no one 8-bit scale: convert the images to 8-bit (or 16-bit) first")
 
 
 def _decode(files: list[tuple[Path, int]], where: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:

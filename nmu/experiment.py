@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nmu.cache import cached, checkpoint_path, code_digest
+from nmu.cache import cached, checkpoint_path, code_digest, load_weights
 from nmu.data import Dataset, load_dataset, subsample
 from nmu.models import Classifier, build_model
 from nmu.profiles import Profile, get_profile
@@ -41,12 +41,23 @@ class TrainedModel:
     was_cached: bool
 
 
+def check_seed(name: str, value: object) -> int:
+    """``value`` if it is a usable seed (a whole number from 0 to 2**32 - 1), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 32:
+        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {value!r}")
+    return value
+
+
 class Experiment:
     def __init__(self, profile: str | Profile = "quick", dataset: str | None = None, arch: str | None = None,
                  seed: int = 0, *, init_seed: int | None = None, data_seed: int | None = None,
                  split_seed: int | None = None, root: str | Path | None = None,
                  device: str | torch.device | None = None, precision: str = "auto", progress: bool = True,
                  executor: str | dict = "inline", recipe: Recipe | dict | None = None):
+        for name, value in (("seed", seed), ("init_seed", init_seed), ("data_seed", data_seed),
+                            ("split_seed", split_seed)):
+            if value is not None:
+                check_seed(name, value)
         self.profile = get_profile(profile)
         self.dataset_name = dataset or self.profile.dataset
         self.root = Path(root) if root is not None else None
@@ -141,8 +152,8 @@ class Experiment:
                     "seconds": result.seconds, "sample_loss": result.sample_loss}
 
         record, was_cached = cached(kind, fields, build, self.root)
+        path = checkpoint_path(kind, fields, self.root)
         model = self.new_model()
-        model.load_state_dict(record["state_dict"])
+        load_weights(model, record, path)
         model.to(device=self.device, memory_format=torch.channels_last).eval()
-        return TrainedModel(model, float(record["seconds"]), record["sample_loss"],
-                            checkpoint_path(kind, fields, self.root), was_cached)
+        return TrainedModel(model, float(record["seconds"]), record["sample_loss"], path, was_cached)

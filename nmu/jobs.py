@@ -47,6 +47,7 @@ from typing import Any
 import torch
 import yaml
 
+from nmu import cache
 from nmu.artefacts import cached_run, reference_records, run_id, targets
 from nmu.cache import checkpoint_key, is_cached
 from nmu.experiment import Experiment
@@ -136,8 +137,8 @@ class Executor:
                 raise ValueError(f"executor option {name} must be a whole number >= {least}, got {v!r}")
         for name in ("timeout_min", "mem_gb", "poll_s"):
             v = options.get(name)
-            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
-                raise ValueError(f"executor option {name} must be a positive number, got {v!r}")
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < math.inf):
+                raise ValueError(f"executor option {name} must be a positive finite number, got {v!r}")
         setup = options.get("setup", ())
         if isinstance(setup, str) or not all(isinstance(line, str) for line in setup):
             raise ValueError(f"executor option setup must be a list of shell lines, got {setup!r}")
@@ -309,9 +310,9 @@ def run_job(spec: JobSpec) -> dict:
     mine = _jsonable(targets(exp, spec.kind, spec.split, spec.method, spec.seed, spec.hparams))
     if mine != spec.targets:
         raise JobEnvironmentError(_key_difference(spec.targets, mine))
-    was_cached = all(is_cached(name, f, exp.root) for name, f in mine.items())
     print(f"nmu job on {socket.gethostname()} ({device}, {torch.get_num_threads()} threads): {spec}", flush=True)
-    result = {"status": "cached" if was_cached else "computed", "host": socket.gethostname(), "device": str(device)}
+    result = {"host": socket.gethostname(), "device": str(device)}
+    builds = cache.builds()
     try:
         if spec.kind == "original":
             exp.original()
@@ -321,6 +322,7 @@ def run_job(spec: JobSpec) -> dict:
             reference_records(exp, spec.split)
         else:
             cached_run(exp, spec.split, spec.method, spec.hparams, seed=spec.seed)
+        result["status"] = "computed" if cache.builds() > builds else "cached"  # e.g. by another job meanwhile
     except NonFiniteLossError as err:  # a result (run_setting's failed row), not a failure of the job
         result |= {"status": "diverged", "diverged": str(err)}
     result["seconds"] = time.time() - start
@@ -486,11 +488,17 @@ def sbatch_script(executor: Executor | str | Mapping, n_jobs: int, *,
     return sx._make_submission_file_text(sx._submitit_command_str, "dry-run")
 
 
+def _at_least_one(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nmu.jobs", description="Print the sbatch file of a job "
                                      "array nmu would submit (nothing is submitted).")
     parser.add_argument("--executor", default="slurm", help="YAML: slurm, or {kind: slurm, partition: gpu, ...}")
-    parser.add_argument("--jobs", type=int, required=True, help="array size")
+    parser.add_argument("--jobs", type=_at_least_one, required=True, help="array size")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="the notebook's device")
     parser.add_argument("--threads", type=int, default=8, help="the notebook's torch.get_num_threads()")
     parser.add_argument("--stage", default="models", choices=["models", "runs"],

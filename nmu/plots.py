@@ -183,7 +183,8 @@ def grid_spread(table: pd.DataFrame, metric: str = "avg_gap", panel: str = "fami
 
 def paired_forest(pairs: pd.DataFrame, title: str = "") -> plt.Figure:
     """:func:`nmu.stats.paired` rows as a forest plot: per setting, NatMU minus each rival with its
-    95 % CI (left of 0: NatMU closer to retraining) and the experiments it won."""
+    95 % CI (left of 0: NatMU closer to retraining) and the experiments it won ("failed" where NatMU
+    failed in every one)."""
     label = pairs[[k for k in ("dataset", "split") if k in pairs]].astype(str).agg(" ".join, axis=1)
     settings = list(dict.fromkeys(label))
     rivals = list(dict.fromkeys(pairs["rival"]))
@@ -198,10 +199,10 @@ def paired_forest(pairs: pd.DataFrame, title: str = "") -> plt.Figure:
         y = np.arange(len(rivals))
         ax.errorbar(part["diff"], y, xerr=[part["diff"] - part["ci_low"], part["ci_high"] - part["diff"]],
                     fmt="o", color="#d62728", ms=4, capsize=2)
-        for yi, row in zip(y, part.itertuples()):  # wins, just right of the panel
-            if np.isfinite(row.diff):
-                ax.annotate(f"{int(row.wins)}/{int(row.n)}", (1.02, yi), xycoords=("axes fraction", "data"),
-                            fontsize=7, ha="left", va="center", color="#4d4d4d", annotation_clip=False)
+        for yi, row in zip(y, part.itertuples()):  # wins (or "failed": no difference), just right of the panel
+            text = f"{int(row.wins)}/{int(row.n)}" if np.isfinite(row.diff) else "failed" if row.failed > 0 else ""
+            ax.annotate(text, (1.02, yi), xycoords=("axes fraction", "data"), fontsize=7, ha="left", va="center",
+                        color="#4d4d4d", annotation_clip=False)
         ax.axvline(0, color="#4d4d4d", lw=0.8)
         ax.set_yticks(y, rivals, fontsize=8)
         ax.set_title(name, fontsize=8)

@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -23,8 +24,9 @@ import pandas as pd
 import torch
 
 from nmu.plots import metric_bars, seed_points, spread_label
+from nmu.profiles import PROFILES, get_profile
 from nmu.stats import paired, summarize, with_ci
-from nmu.storage import atomic_write, process_alive
+from nmu.storage import atomic_write, writer_gone, writer_tag
 from nmu.train import default_device, gpu_mode
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotlib", "seaborn", "papermill")
@@ -109,10 +111,16 @@ REPO = Path(__file__).resolve().parent.parent
 PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
 """Types a notebook parameter can have (what papermill can inject)."""
 IPYTHON_NAMES = {"In", "Out", "exit", "quit", "open", "get_ipython"}
+PARTIAL_MAX_AGE = 7 * 24 * 3600.0
+"""A partial output folder of another host's run is left alone until it is this old (seconds)."""
 
 
 class NotebookParameterError(TypeError):
     """A papermill parameter that the notebook does not declare, or of the wrong type."""
+
+
+class OutDirError(ValueError):
+    """An ``out_dir`` a notebook may not replace with its outputs (see :class:`Report`)."""
 
 
 def start(notebook: str, namespace: dict[str, Any]) -> Report:
@@ -122,9 +130,11 @@ def start(notebook: str, namespace: dict[str, Any]) -> Report:
     namespace; where the template ``notebooks/<notebook>.ipynb`` is found, they are checked against
     the assignments of its ``parameters`` cell: a name it does not declare (a misspelt ``-p``) is an
     error naming the valid ones, and a value whose type differs from the declared default's (or the
-    cell's annotation, e.g. ``methods: list | None = None``) is an error naming the expected type.
-    ``out_dir`` = None means ``results/<profile>/<notebook>``; a relative one is taken from the
-    repository root."""
+    type comment's, e.g. ``methods = None  # type: list[str]|None``, which papermill reads too;
+    elements of a list are checked against ``list[...]`` or the default's elements) is an error
+    naming the expected type. ``profile`` must be a profile's name. ``out_dir`` = None means
+    ``results/<profile>/<notebook>``; a relative one is taken from the repository root. An
+    ``out_dir`` that :class:`Report` may not replace is refused here, before anything is computed."""
     given = {k: v for k, v in namespace.items()
              if not k.startswith("_") and k not in IPYTHON_NAMES and isinstance(v, PLAIN)}
     declared = declared_parameters(REPO / "notebooks" / f"{notebook}.ipynb")
@@ -138,6 +148,8 @@ def start(notebook: str, namespace: dict[str, Any]) -> Report:
             if name in given:
                 _check_parameter(notebook, name, given[name], default, annotation)
         given = {name: given[name] for name in declared if name in given}
+    if "profile" in given:
+        get_profile(given["profile"])
     out_dir = given.get("out_dir")
     if out_dir is None:
         out_dir = Path("results") / str(given.get("profile", "default")) / notebook
@@ -146,8 +158,8 @@ def start(notebook: str, namespace: dict[str, Any]) -> Report:
 
 
 def declared_parameters(template: Path) -> dict[str, tuple[Any, str | None]] | None:
-    """``{name: (default, annotation source)}`` of the ``parameters`` cell of a notebook file, or
-    None if there is no such file."""
+    """``{name: (default, type)}`` of the ``parameters`` cell of a notebook file (the type from an
+    annotation or a ``# type:`` comment, else None), or None if there is no such file."""
     if not template.is_file():
         return None
     cells = json.loads(template.read_text())["cells"]
@@ -155,24 +167,43 @@ def declared_parameters(template: Path) -> dict[str, tuple[Any, str | None]] | N
     if len(tagged) != 1:
         raise ValueError(f"{template} needs exactly one cell tagged 'parameters', found {len(tagged)}")
     out = {}
-    for node in ast.parse("".join(tagged[0]["source"])).body:
+    for node in ast.parse("".join(tagged[0]["source"]), type_comments=True).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            out[node.targets[0].id] = (ast.literal_eval(node.value), None)
+            kind = node.type_comment.split()[0] if node.type_comment else None
+            out[node.targets[0].id] = (ast.literal_eval(node.value), kind)
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             out[node.target.id] = (ast.literal_eval(node.value) if node.value is not None else None,
                                    ast.unparse(node.annotation))
     return out
 
 
+TYPE_NAMES = {"None": type(None), "bool": bool, "int": int, "float": float, "str": str, "list": list,
+              "tuple": tuple, "dict": dict}
+
+
 def _check_parameter(notebook: str, name: str, value: Any, default: Any, annotation: str | None) -> None:
-    names = {"None": type(None), "bool": bool, "int": int, "float": float, "str": str, "list": list,
-             "tuple": tuple, "dict": dict}
     if annotation is not None:
-        allowed = tuple(names[t.strip().split("[")[0]] for t in annotation.split("|"))
+        kinds = [t.strip() for t in annotation.split("|")]
+        allowed = tuple(TYPE_NAMES[t.split("[")[0]] for t in kinds)
+        element = next((t.split("[")[1].rstrip("]") for t in kinds if t.startswith("list[")), None)
     elif default is None:
         return
     else:
         allowed = (type(default),)
+        element = _element_type(default)
+    _check_type(notebook, name, value, allowed)
+    if element is not None and isinstance(value, (list, tuple)):
+        for item in value:
+            _check_type(notebook, f"{name} element", item, (TYPE_NAMES[element],), whole=value)
+
+
+def _element_type(default: Any) -> str | None:
+    """The type name every element of a list default shares, if it is a list of one plain type."""
+    kinds = {type(v).__name__ for v in default} if isinstance(default, list) else set()
+    return kinds.pop() if len(kinds) == 1 and kinds <= {"int", "float", "str"} else None
+
+
+def _check_type(notebook: str, name: str, value: Any, allowed: tuple[type, ...], whole: Any = None) -> None:
     if float in allowed:
         allowed += (int,)
     if list in allowed:
@@ -180,25 +211,52 @@ def _check_parameter(notebook: str, name: str, value: Any, default: Any, annotat
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
         expected = " or ".join(t.__name__ for t in dict.fromkeys(allowed))
         hint = " (pass lists and dicts as YAML: papermill -y 'methods: [natmu, rl]')" if list in allowed or dict in allowed else ""
-        raise NotebookParameterError(f"{notebook}: parameter {name}={value!r} must be {expected}, got "
+        inside = f" in {whole!r}" if whole is not None else ""
+        raise NotebookParameterError(f"{notebook}: parameter {name}={value!r}{inside} must be {expected}, got "
                                      f"{type(value).__name__}{hint}")
 
 
 class Report:
     """A notebook run's outputs: figures and tables go to a fresh folder beside ``out_dir``, which
-    :meth:`finish` (with the manifest) swaps into place, so ``out_dir`` always holds one whole run."""
+    :meth:`finish` (with the manifest) swaps into place, so ``out_dir`` always holds one whole run.
+
+    ``out_dir`` (a symlink stands for its target) is replaced only when it is new, empty or an
+    earlier run of this notebook (its ``manifest.json`` names the notebook); the repository,
+    ``results/``, a profile's results folder, the home folder and every folder above them are
+    refused (:class:`OutDirError`)."""
 
     def __init__(self, notebook: str, parameters: dict[str, Any], out_dir: Path):
-        self.notebook, self.parameters, self.out_dir = notebook, parameters, Path(out_dir)
+        self.notebook, self.parameters, self.out_dir = notebook, parameters, Path(out_dir).resolve()
         self.start = time.time()
+        self._check_out_dir()
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.out_dir.parent.glob(f".{self.out_dir.name}.partial-*"):
-            pid = stale.name.rsplit("-", 1)[-1]
-            if not (pid.isdigit() and process_alive(int(pid))):
+        partial = re.compile(rf"\.{re.escape(self.out_dir.name)}\.partial-(?:([0-9a-f]{{8}})-)?(\d+)")
+        for stale in self.out_dir.parent.iterdir():
+            match = partial.fullmatch(stale.name)
+            if match and writer_gone(match[1], int(match[2]), stale, PARTIAL_MAX_AGE):
                 shutil.rmtree(stale, ignore_errors=True)
-        self.work = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
+        self.work = self.out_dir.parent / f".{self.out_dir.name}.partial-{writer_tag()}"
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir()
+
+    def _check_out_dir(self) -> None:
+        """Raise :class:`OutDirError` unless :meth:`finish` may replace ``out_dir`` (see the class)."""
+        out = self.out_dir
+        results = REPO / "results"
+        protected = [REPO, results, Path.home(),
+                     *(results / p for p in {*PROFILES, str(self.parameters.get("profile", "default"))})]
+        hit = next((p for p in protected if p.resolve().is_relative_to(out)), None)
+        if hit is not None:
+            raise OutDirError(f"{self.notebook}: out_dir {out} is or holds {hit.resolve()}, which a notebook's "
+                              f"outputs may not replace; use a folder of its own, e.g. {results / 'mine' / self.notebook}")
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise OutDirError(f"{self.notebook}: out_dir {out} is a file, not a folder; choose another out_dir")
+        if any(out.iterdir()) and _manifest_notebook(out) != self.notebook:
+            raise OutDirError(f"{self.notebook}: out_dir {out} holds files that are not an earlier run of this notebook "
+                              f"(no manifest.json of {self.notebook!r} there), and its outputs would replace them all. "
+                              f"Choose a new or empty folder, e.g. {out / self.notebook}")
 
     def __repr__(self) -> str:
         return f"Report({self.notebook!r} -> {self.out_dir})"
@@ -214,7 +272,7 @@ class Report:
     def comparison(self, runs: pd.DataFrame, metrics: list[str], name: str, title: str) -> pd.DataFrame:
         """The outputs of a comparison notebook from its ``runs`` (every setting's table of runs, one
         row per run): ``runs`` (every metric), ``summary`` (per setting and method, the mean over
-        experiment seeds and its 95 % CI), ``paired`` (NatMU minus each rival in Avg. Gap, paired by
+        experiment seeds and its 95 % CI, the seeds that failed counted apart), ``paired`` (NatMU minus each rival in Avg. Gap, paired by
         experiment seed), bars of ``metrics`` (``<name>``) and the Avg. Gap of each seed
         (``<name>_seeds``). Returns the headline: Avg. Gap as "mean ± CI" with the main metrics."""
         summary = summarize(runs)
@@ -225,7 +283,7 @@ class Report:
         self.figure(metric_bars(summary, metrics, panel=panel, title=f"{title} ({spread_label(summary)})"), name)
         self.figure(seed_points(runs, "avg_gap", panel), f"{name}_seeds")
         return with_ci(summary, ["avg_gap"])[[*panel, "method", "acc_test", "acc_forget", "mia_entropy", "avg_gap",
-                                              "n"]].round(2)
+                                              "n", "failed"]].round(2)
 
     def text(self, content: str, name: str) -> None:
         """Save ``content`` as the file ``name`` (e.g. ``presets.yaml``)."""
@@ -239,10 +297,22 @@ class Report:
                 "wall_seconds": round(time.time() - self.start, 1), **extra}
         atomic_write(self.work / "manifest.json",
                      lambda tmp: tmp.write_text(json.dumps(body, indent=2, default=str) + "\n"))
+        try:
+            self._check_out_dir()  # again: the folder may have been filled since the start
+        except OutDirError as err:
+            raise OutDirError(f"{err}. This run's outputs are in {self.work}: move them before running again") from None
         old = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
         if self.out_dir.exists():
             os.replace(self.out_dir, old)
         os.replace(self.work, self.out_dir)
         shutil.rmtree(old, ignore_errors=True)
         print(f"{self.notebook}: outputs in {self.out_dir}")
+
+
+def _manifest_notebook(folder: Path) -> str | None:
+    """The notebook named by ``folder/manifest.json``, or None."""
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("notebook")
+    except (OSError, ValueError, AttributeError):
+        return None
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from nmu import jobs
 from nmu.artefacts import cached_run, hyperparameters, record, reference_records, run_id
-from nmu.experiment import Experiment
+from nmu.experiment import Experiment, check_seed
 from nmu.metrics import REFERENCES, avg_gap, records_to_frame
 from nmu.models import Classifier
 from nmu.splits import Split
@@ -103,7 +103,8 @@ def check_methods(methods: Sequence[str] | None, seeds: Seeds = (0,),
                              + (" (retrain and original are reference rows, always included)"
                                 if set(unknown) & set(REFERENCES) else ""))
     for seed_list in (seeds.values() if isinstance(seeds, Mapping) else [seeds]):
-        if isinstance(seed_list, (str, int)) or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                         for s in seed_list):
+        if isinstance(seed_list, (str, int)) or not isinstance(seed_list, Sequence):
             raise TypeError(f"seeds must be a list of integers (or a dict of such lists by method), got {seeds!r}")
+        for seed in seed_list:
+            check_seed(f"an unlearning seed (in seeds={seeds!r})", seed)
     return list(methods)

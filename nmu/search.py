@@ -31,6 +31,7 @@ from nmu.experiment import Experiment
 from nmu.profiles import Profile, get_profile, setting_name
 from nmu.runs import check_methods, run_setting
 from nmu.splits import SPLIT_ARGS
+from nmu.stats import config_means
 from nmu.unlearn import check_hparams
 
 
@@ -124,8 +125,7 @@ def select(table: pd.DataFrame, search: Search) -> pd.DataFrame:
     """Per family and method, the configuration with the lowest mean Avg. Gap over the validation
     experiments (a configuration with a failed run ranks last), its rank statistics, and ``edge``:
     the searched hyperparameters (of three or more values) whose winning value is a grid end."""
-    mean = table.groupby(["family", "method", "config"], sort=False)["avg_gap"].agg(
-        lambda x: x.mean() if x.notna().all() else np.inf).reset_index()
+    mean = config_means(table)
     rows = []
     for (family, method), part in mean.groupby(["family", "method"], sort=False):
         best = part.loc[part["avg_gap"].idxmin()]

@@ -8,8 +8,9 @@ Everything nmu downloads, decodes or trains lives under one root directory:
 Writes are atomic (temporary file + rename), so an interrupted run never leaves a half-written file
 behind. Files and directories get the usual permissions under the user's umask (0644 / 0755 with
 umask 022). A temporary file is named ``.<name>.<host>-<pid>-<random>.tmp``; the next write of
-``<name>`` deletes those left by a killed writer (same host, process gone) and any older than
-:data:`STALE_TEMP_SECONDS` from elsewhere, never one whose writer is still running here.
+``<name>`` deletes those left by a killed writer (same host, process gone) and any not modified for
+:data:`STALE_TEMP_SECONDS` (another host's, or one whose process id a new process has taken over),
+see :func:`writer_gone`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,20 +63,39 @@ class InsufficientSpaceError(StorageError):
     """Too little free disk space for what nmu is about to write."""
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+"""The source checkout nmu runs from (if it is one: it has a ``pyproject.toml``)."""
+
+
 def data_root() -> Path:
-    """The root directory for datasets, decoded caches and checkpoints."""
+    """The root directory for datasets, decoded caches and checkpoints: ``$NMU_DATA`` if set and not
+    empty (a relative one is taken from the source checkout, as ``make`` and notebook kernels in
+    ``notebooks/`` run from different folders; outside a checkout, from the working directory), else
+    ``data/`` in the checkout, else ``~/.cache/nmu``. A value that cannot be resolved (a symlink
+    loop) raises :class:`DataRootError`."""
     env = os.environ.get(ENV_VAR)
     if env:
-        return Path(env).expanduser().resolve()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file():
-        return checkout / "data"
+        return _env_root(env)
+    if (CHECKOUT / "pyproject.toml").is_file():
+        return CHECKOUT / "data"
     return Path.home() / ".cache" / "nmu"
+
+
+def _env_root(env: str) -> Path:
+    path = Path(env).expanduser()
+    if not path.is_absolute() and (CHECKOUT / "pyproject.toml").is_file():
+        path = CHECKOUT / path
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise DataRootError(f"nmu's data root ${ENV_VAR}={env} cannot be used: {err}. Point ${ENV_VAR} at a "
+                            f"directory, e.g. `export {ENV_VAR}=$HOME/nmu-data`.", getattr(err, "errno", None),
+                            env) from err
 
 
 def _root_origin(root: Path) -> str:
     env = os.environ.get(ENV_VAR)
-    if env and Path(env).expanduser().resolve() == root:
+    if env and _env_root(env) == root:
         return f"set by ${ENV_VAR}={env}"
     if env:
         return "passed explicitly"
@@ -133,9 +155,52 @@ def _temp_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(name)}\.(?:([0-9a-f]{{8}})-(\d+)-[0-9a-f]{{8}}|[a-z0-9_]{{8}})\.tmp")
 
 
+class waiting_lock:
+    """An inter-process lock file (filelock) that says so when it has to wait for another process
+    ``what`` (e.g. "unpacking cifar10-jpeg"), and what to do when another user's lock file cannot be opened."""
+
+    def __init__(self, path: Path, what: str):
+        from filelock import FileLock
+
+        self.lock, self.what = FileLock(str(path)), what
+
+    def __enter__(self):
+        from filelock import Timeout
+
+        try:
+            try:
+                self.lock.acquire(timeout=0)
+            except Timeout:
+                print(f"nmu: waiting for another process {self.what} ({self.lock.lock_file})", file=sys.stderr)
+                self.lock.acquire()
+        except PermissionError as err:
+            raise DataRootError(
+                f"cannot open the lock file {self.lock.lock_file} ({err.strerror}): another user made it. In a data "
+                f"root shared by several users, give them one group and umask 002 (group-writable files); or point "
+                f"${ENV_VAR} at a folder of your own.", err.errno, self.lock.lock_file) from err
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The yes/no environment variable ``name``: 1/true/yes/on or 0/false/no/off (any case); unset or
+    empty means ``default``, anything else is a ValueError naming the variable."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:
+        raise ValueError(f"${name}={os.environ[name]!r}: use 1/true/yes/on or 0/false/no/off")
+    return default
+
+
 def progress_enabled(progress: bool = True) -> bool:
-    """Whether to show progress bars and messages: ``progress``, unless ``$NMU_PROGRESS=0``."""
-    return progress and os.environ.get("NMU_PROGRESS", "1") != "0"
+    """Whether to show progress bars and messages: ``progress``, unless ``$NMU_PROGRESS`` is off
+    (:func:`env_flag`)."""
+    return progress and env_flag("NMU_PROGRESS", True)
 
 
 def process_alive(pid: int) -> bool:
@@ -151,14 +216,28 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[Path]:
-    """Delete the temporary files of interrupted :func:`atomic_write` calls for ``path``.
+def writer_tag() -> str:
+    """``<host>-<pid>`` of this process, for names of files and folders it is writing."""
+    return f"{_HOST}-{os.getpid()}"
 
-    A temp file written on this host by a process that no longer exists is removed at once; one
-    from another host, or from before temp names carried the writer, once it is ``max_age``
-    seconds old (default :data:`STALE_TEMP_SECONDS`). A live local writer's file is always kept.
-    Returns the files removed.
-    """
+
+def writer_gone(host: str | None, pid: int, path: Path, max_age: float) -> bool:
+    """Whether the writer of ``path``, process ``pid`` on the host tagged ``host`` (:func:`writer_tag`;
+    None: unknown), has stopped: on this host, when the process no longer exists; in any case when
+    ``path`` has not been modified for ``max_age`` seconds, its time stamp being that far in the
+    past or (a skewed clock) in the future. The age also covers a process id taken over by a new process."""
+    if host == _HOST and not process_alive(pid):
+        return True
+    try:
+        return abs(time.time() - path.stat().st_mtime) > max_age
+    except OSError:
+        return False
+
+
+def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[Path]:
+    """Delete the temporary files of interrupted :func:`atomic_write` calls for ``path`` whose
+    writer is gone (:func:`writer_gone`, with ``max_age`` default :data:`STALE_TEMP_SECONDS`).
+    Returns the files removed."""
     path = Path(path)
     max_age = STALE_TEMP_SECONDS if max_age is None else max_age
     pattern = _temp_pattern(path.name)
@@ -167,23 +246,27 @@ def remove_stale_temps(path: str | Path, max_age: float | None = None) -> list[P
         candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
     except OSError:
         return removed
-    now = time.time()
     for tmp in candidates:
         host, pid = pattern.fullmatch(tmp.name).groups()
-        if host == _HOST:
-            stale = not process_alive(int(pid))
-        else:
-            try:
-                stale = now - tmp.stat().st_mtime > max_age
-            except OSError:
-                continue
-        if stale:
+        if writer_gone(host, int(pid or 0), tmp, max_age):
             try:
                 tmp.unlink()
                 removed.append(tmp)
             except OSError:
                 pass  # another process removed it, or we may not: not our business
     return removed
+
+
+def remove_tree(path: str | Path) -> None:
+    """Delete the folder (or file) ``path`` if it exists, whatever its depth (``shutil.rmtree``
+    recurses once per level and fails beyond about 1,000), never following symbolic links."""
+    rm = shutil.which("rm")
+    if rm:
+        subprocess.run([rm, "-rf", "--", str(path)], check=False, stdin=subprocess.DEVNULL)
+    elif Path(path).is_dir() and not Path(path).is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        Path(path).unlink(missing_ok=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -196,7 +279,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     ensure_writable(path.parent)
     remove_stale_temps(path)
     while True:
-        tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{writer_tag()}-{secrets.token_hex(4)}.tmp"
         try:
             # os.open applies the umask, unlike tempfile.mkstemp (always 0600)
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))

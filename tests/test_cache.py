@@ -230,3 +230,110 @@ def test_the_cpu_thread_count_is_part_of_a_trained_models_key(smoke):
         assert smoke.checkpoint("original") != one
     finally:
         torch.set_num_threads(threads)
+
+
+def test_clean_deletes_nmus_folders_only_when_they_hold_only_nmus_files(tmp_path, capsys):
+    from nmu.data import load_dataset
+
+    root = tmp_path / "root"
+    cached("original", {"a": 1}, lambda: {"w": torch.ones(1)}, root)
+    load_dataset("digits", root)
+    (root / "cifar10-jpeg").mkdir()  # a data set: not the cache
+    mine = root / "checkpoints" / "my-thesis-model.pt"
+    mine.write_bytes(b"not nmu's")
+    with pytest.raises(ValueError, match=r"checkpoints holds what nmu does not write there \(my-thesis-model.pt\)"):
+        cache.clean(root)
+    assert mine.is_file() and (root / "cache" / "digits.pt").is_file()
+    mine.unlink()
+    assert cache.clean(root) == [root / "cache", root / "checkpoints"]
+    assert sorted(p.name for p in root.iterdir()) == ["cifar10-jpeg"]
+
+
+def test_an_empty_nmu_data_is_the_default_for_make_too(tmp_path):
+    """``NMU_DATA=`` (set, empty) made ``make clean-cache`` run ``rm -rf "/cache" "/checkpoints"`` and
+    ``make data`` unpack into the checkout."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    env = {**os.environ, "NMU_DATA": ""}
+    dry = {target: subprocess.run(["make", "-n", "-C", str(REPO), "-o", ".venv/.installed", target], env=env,
+                                  capture_output=True, text=True, check=True).stdout for target in ("clean-cache", "data")}
+    assert "rm " not in dry["clean-cache"] and "-m nmu.cache clean" in dry["clean-cache"]
+    assert f'--root "{REPO}/data"' in dry["data"]
+    spaced = subprocess.run(["make", "-n", "-C", str(REPO), "figures", f"RESULTS={tmp_path}/a b"], env=env,
+                            capture_output=True, text=True)
+    assert spaced.returncode != 0 and "has a space" in spaced.stderr
+
+
+def test_a_bad_min_free_space_is_named_and_the_refusal_says_it_was_set(tmp_path, monkeypatch):
+    for value in ("abc", "-5", "nan"):
+        monkeypatch.setenv("NMU_MIN_FREE_MB", value)
+        with pytest.raises(ValueError, match=rf"\$NMU_MIN_FREE_MB='{value}': give the free space"):
+            cached("m", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)
+    monkeypatch.setenv("NMU_MIN_FREE_MB", "1e9")
+    with pytest.raises(OSError, match=r"building checkpoint m-.*\.pt \(at least \$NMU_MIN_FREE_MB=1e9\)"):
+        cached("m", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_named_with_the_way_out(smoke, tmp_path):
+    """The right key and format but a tensor of another shape (edited by hand): torch's "size mismatch"
+    came without the file's name."""
+    from nmu.storage import save_tensors
+
+    exp = Experiment("smoke", seed=0, root=tmp_path)
+    record = cache.load_tensors(smoke.checkpoint("original"))
+    record["state_dict"]["normalize.mean"] = torch.zeros(3)
+    path = save_tensors(record, exp.checkpoint("original"))
+    with pytest.raises(CheckpointError, match=rf"{path} holds weights that do not fit the model \(size mismatch for "
+                                              r"normalize.mean.*\): .*Delete it to rebuild it"):
+        exp.original()
+
+
+def test_a_folder_in_a_checkpoints_place_is_named(tmp_path):
+    checkpoint_path("m", FIELDS, tmp_path).mkdir(parents=True)
+    with pytest.warns(cache.CheckpointNotSavedWarning, match="Something that is not a file is in its place: remove it"):
+        cached("m", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)
+
+
+def _hold_lock(path: str, seconds: float) -> None:
+    from filelock import FileLock
+
+    with FileLock(path):
+        time.sleep(seconds)
+
+
+def test_waiting_for_another_process_is_said_and_a_foreign_lock_explained(tmp_path, capfd, monkeypatch):
+    lock = str(checkpoint_path("m", FIELDS, tmp_path)) + ".lock"
+    Path(lock).parent.mkdir(parents=True)
+    holder = mp.get_context("fork").Process(target=_hold_lock, args=(lock, 2.0))
+    holder.start()
+    deadline = time.monotonic() + 20
+    while not Path(lock).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    cached("m", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)
+    holder.join(10)
+    assert "nmu: waiting for another process building m-" in capfd.readouterr().err
+    import filelock
+
+    def not_ours(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", self.lock_file)
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", not_ours)
+    with pytest.raises(OSError, match=r"cannot open the lock file .*another user made it.*umask 002"):
+        cached("m", {"other": 1}, lambda: {"w": torch.ones(1)}, tmp_path)
+
+
+def test_a_checkpoint_folder_anyone_can_write_is_warned_about_once(tmp_path):
+    folder = checkpoint_path("m", FIELDS, tmp_path).parent
+    folder.mkdir(parents=True)
+    folder.chmod(0o777)
+    with pytest.warns(UserWarning, match=r"writable by every user.*chmod o-w"):
+        cached("m", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cached("m", FIELDS, lambda: {"w": torch.ones(1)}, tmp_path)

@@ -9,8 +9,9 @@ import pandas as pd
 from nmu.claims import claims_table, hyperparameter_robustness, over_forgetting, run_time, verdict
 
 
-def pairs(*cis):
-    return pd.DataFrame([{"diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi} for lo, hi in cis])
+def pairs(*cis, n=3, failed=0):
+    return pd.DataFrame([{"diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "n": n, "failed": failed}
+                         for lo, hi in cis], columns=["diff", "ci_low", "ci_high", "n", "failed"])
 
 
 def test_verdict_rule():
@@ -19,6 +20,8 @@ def test_verdict_rule():
     assert verdict(pairs((-3, -1), (0.5, 2))) == "does not"         # a rival resolved better
     assert verdict(pairs((-3, 1), (-1, 2), (-0.5, 3))) == "does not"  # ahead on average in 1 of 3
     assert verdict(pairs()) == "not measured"
+    assert verdict(pairs((-3, -1), (-2, -0.5), failed=1)) == "does not"  # a failed NatMU run decides
+    assert verdict(pairs((-3, -1), (-2, -0.5), n=1)) == "not measured (n = 1)"  # no interval: no verdict
 
 
 def runs_table(natmu_gap, rl_gap, natmu_forget, rl_forget, natmu_rte=0.05):
@@ -83,3 +86,37 @@ def test_hyperparameter_robustness_ranks_methods_by_their_median_over_the_grid()
     assert table.loc["rl", "best"] == 0.5 and table.loc["rl", "worst"] == 9
     with_search = claims_table(runs_table([1.0] * 3, [2.0] * 3, [80] * 3, [80] * 3), search)
     assert with_search["claim"].str.startswith("Robust").any()
+
+
+def test_the_committed_quick_runs_with_natmu_failing_class_wise_say_so():
+    """Failed NatMU runs used to drop out of the pairs: the headline went from "does not" to "partly",
+    "where it fails: none"."""
+    from conftest import REPO
+
+    folder = REPO / "results" / "quick"
+    runs = pd.concat([pd.read_csv(folder / nb / "runs.csv") for nb in ("sample_wise", "hardest", "class_wise")],
+                     ignore_index=True)
+    failed = (runs["method"] == "natmu") & runs["setting"].isin(["class", "subclass"])
+    metrics = [c for c in runs.columns if runs[c].dtype.kind == "f" and c not in ("train_size", "exp_seed", "seed")]
+    runs.loc[failed, metrics] = float("nan")
+    runs.loc[failed, "failed"] = "NonFiniteLossError: the loss is nan"
+    table = claims_table(runs)
+    assert list(table["verdict"]) == ["does not", "does not", "partly", "does not"]
+    assert table.iloc[0]["where it fails"].startswith("cifar100 full class 'rocket': NatMU failed in 3 experiment seed(s); "
+                                                      "cifar20 sub-class 'rocket': NatMU failed in 3")
+    assert "NatMU failed in 6 of 24" in table.iloc[-1]["evidence"]
+
+
+def test_one_experiment_seed_gives_no_verdict_from_intervals():
+    table = claims_table(runs_table([1.0, 1.2, 0.9], [5.0, 6.0, 5.5], [79, 81, 78], [50, 55, 52]).query("exp_seed == 0"))
+    assert list(table["verdict"][:3]) == ["not measured (n = 1)"] * 3 and table.iloc[-1]["verdict"] == "holds"
+
+
+def test_a_natmu_configuration_that_failed_is_the_worst_and_the_robustness_claim_does_not_hold():
+    search = pd.DataFrame([{"family": "random", "method": m, "config": str(i), "exp_seed": 100, "avg_gap": g}
+                           for m, gaps in (("natmu", (1, 2, float("nan"))), ("rl", (4, 5, 9))) for i, g in enumerate(gaps)])
+    natmu = hyperparameter_robustness(search).set_index("method").loc["natmu"]
+    assert (natmu["median"], natmu["worst"], natmu["failed"], natmu["rank_by_median"]) == (2, float("inf"), 1, 1)
+    row = claims_table(runs_table([1.0] * 3, [2.0] * 3, [80] * 3, [80] * 3), search).set_index("claim").filter(
+        like="Robust", axis=0).iloc[0]
+    assert row["verdict"] == "does not" and "worst failed over 3 configurations (1 failed)" in row["evidence"]

@@ -5,10 +5,12 @@ the ``official_counts`` fixture shrinks those to the tests' small trees."""
 from __future__ import annotations
 
 import csv
+import io
 import http.server
 import os
 import pickle
 import socket
+import subprocess
 import tarfile
 import threading
 import time
@@ -391,8 +393,18 @@ def test_unpack_command_is_idempotent_and_detects_partial_trees(tmp_path, offici
     assert nmu_archives.main(["unpack", str(shared), "--root", str(root)]) == 1
     err = capsys.readouterr().err
     assert str(root / "cifar100-jpeg") in err and "test/rocket/ has 0 images, expected 1" in err and "rm -rf" in err
-    assert nmu_archives.main(["unpack", str(tmp_path / "nowhere"), "--root", str(root)]) == 0  # online users
-    assert "nothing to unpack" in capsys.readouterr().out
+    assert nmu_archives.main(["unpack", str(tmp_path / "nowhere"), "--root", str(root)]) == 1  # a typo in SHARED_DATA
+    assert f"no folder {tmp_path / 'nowhere'} (make data: set SHARED_DATA" in capsys.readouterr().err
+    assert nmu_archives.main(["unpack", str(tmp_path / "nowhere"), "--missing-ok"]) == 0  # make's default, online users
+    assert "nothing to unpack" in capsys.readouterr().err
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    assert nmu_archives.main(["unpack", str(shared), "--root", str(not_a_folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"nmu's data root {not_a_folder}" in err and "is a file, not a directory" in err
+    with pytest.raises(SystemExit):
+        nmu_archives.main(["unpack", str(shared), "--root", ""])
+    assert "--root: is empty" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- A2: download timeout, offline
@@ -678,3 +690,196 @@ def test_tinyimagenet_runs_end_to_end_under_the_paper_recipe(tmp_path, official_
     table = run_setting(exp, exp.split("random", fraction=0.1), ["natmu"]).set_index("method")
     assert table.loc["natmu", "hparams"] == {"lr": 8.3e-4, "weight_decay": 7e-5, "delta": 0.045, "batch_size": 256}
     assert table["avg_gap"].notna().all() and table.loc["retrain", "acc_forget"] >= 0
+
+
+# ------------------------------------------------- round 3: what an archive or a folder may hold
+
+def _crafted(archive: Path, hostile: tarfile.TarInfo | None = None, mode: int = 0o644, uid: int = 0) -> Path:
+    """A cifar10-jpeg archive with one (empty) image per class and split; ``hostile`` replaces the
+    first image. Regular files get ``mode`` and owner ``uid``, folders mode 0o777."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:xz", format=tarfile.GNU_FORMAT) as tar:
+        for split in ("train", "test"):
+            for cls in CIFAR10_CLASSES:
+                folder = tarfile.TarInfo(f"cifar10-jpeg/{split}/{cls}")
+                folder.type, folder.mode = tarfile.DIRTYPE, 0o777
+                tar.addfile(folder)
+                info = tarfile.TarInfo(f"{folder.name}/0000.jpg")
+                info.mode, info.uid = mode, uid
+                if hostile is not None and info.name == hostile.name:
+                    info = hostile
+                tar.addfile(info, io.BytesIO(b"") if info.isreg() else None)
+    return archive
+
+
+def _member(kind: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo("cifar10-jpeg/train/airplane/0000.jpg")
+    info.type, info.mode = {"block device": tarfile.BLKTYPE, "character device": tarfile.CHRTYPE,
+                            "FIFO": tarfile.FIFOTYPE, "symbolic link": tarfile.SYMTYPE}[kind], 0o666
+    info.devmajor, info.linkname = 7, "/etc/hostname"
+    return info
+
+
+@pytest.mark.parametrize("kind", ["block device", "character device", "FIFO", "symbolic link"])
+def test_an_archive_member_that_is_not_a_file_or_folder_is_refused_naming_it(tmp_path, official_counts, kind):
+    """As root, GNU tar makes devices, FIFOs and links to outside files; nmu keeps none of them."""
+    official_counts("cifar10-jpeg", classes=10, train=1, test=1)
+    shared, root = tmp_path / "shared", tmp_path / "root"
+    _crafted(shared / "cifar10-jpeg.tar.xz", _member(kind))
+    with pytest.raises(nmu_archives.UnsafeArchiveError, match="cifar10-jpeg/train/airplane/0000.jpg") as err:
+        nmu_archives.unpack(shared / "cifar10-jpeg.tar.xz", root)
+    assert "refused, nothing of it was kept" in str(err.value)
+    assert [p.name for p in root.iterdir()] == [".cifar10-jpeg.lock"]  # no tree, no temporary folder
+
+
+def test_unpacked_files_have_no_owner_setuid_or_archive_permissions(tmp_path, official_counts):
+    official_counts("cifar10-jpeg", classes=10, train=1, test=1)
+    archive = _crafted(tmp_path / "shared" / "cifar10-jpeg.tar.xz", mode=0o4777, uid=4321)
+    old = os.umask(0o022)
+    try:
+        target = nmu_archives.unpack(archive, tmp_path / "root")
+    finally:
+        os.umask(old)
+    files = [p for p in target.rglob("*") if p.is_file()]
+    folders = [target, *(p for p in target.rglob("*") if p.is_dir())]
+    assert len(files) == 20 and {p.stat().st_mode & 0o7777 for p in files} == {0o644}
+    assert {p.stat().st_mode & 0o7777 for p in folders} == {0o755}
+    assert {p.stat().st_uid for p in files + folders} == {os.getuid()}
+
+
+def test_a_tree_too_deep_to_be_a_data_set_is_refused_and_leaves_nothing_behind(tmp_path, official_counts):
+    """1,300 nested folders broke os.walk and shutil.rmtree (RecursionError), and the temporary
+    folder they left blocked every later unpack."""
+    official_counts("cifar10-jpeg", classes=10, train=1, test=1)
+    shared, root = tmp_path / "shared", tmp_path / "root"
+    shared.mkdir()
+    with tarfile.open(shared / "cifar10-jpeg.tar.xz", "w:xz", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("cifar10-jpeg/" + "d/" * 1300 + "f.jpg"), io.BytesIO(b""))
+    with pytest.raises(nmu_archives.UnsafeArchiveError, match="cifar10-jpeg/d/d/.* is a folder nested too deep"):
+        nmu_archives.unpack(shared / "cifar10-jpeg.tar.xz", root)
+    assert not list(root.glob(".cifar10-jpeg.unpack-*"))
+    stale = root / ".cifar10-jpeg.unpack-killed"  # as a killed unpack of it would leave
+    subprocess.run(["tar", "-xf", str(shared / "cifar10-jpeg.tar.xz"), "-C", str(stale.parent)], check=True)
+    (root / "cifar10-jpeg").rename(stale)
+    _crafted(shared / "cifar10-jpeg.tar.xz")
+    assert nmu_archives.unpack(shared / "cifar10-jpeg.tar.xz", root).is_dir()
+    assert not stale.exists()
+
+
+def test_a_full_disk_is_named_as_such_and_the_archive_extracted_once(tmp_path, official_counts, monkeypatch):
+    official_counts("cifar10-jpeg", classes=10, train=1, test=1)
+    archive = _crafted(tmp_path / "shared" / "cifar10-jpeg.tar.xz")
+    root = tmp_path / "root"
+    free = nmu_archives.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(nmu_archives.shutil, "disk_usage", lambda p: free._replace(free=100 * 2 ** 20))
+    with pytest.raises(nmu_archives.InsufficientSpaceError, match=r"only 100 MiB free .* unpacking cifar10-jpeg"):
+        nmu_archives.unpack(archive, root)  # cifar10-jpeg takes about 240 MiB: refused before extracting
+    monkeypatch.undo()
+    official_counts("cifar10-jpeg", classes=10, train=1, test=1)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "tar").write_text("#!/bin/sh\necho 'tar: x.jpg: Cannot write: No space left on device' >&2\nexit 2\n")
+    (fake / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: pytest.fail("extracted a second time"))
+    with pytest.raises(nmu_archives.InsufficientSpaceError, match=f"disk of {root} filled up .* about 240 MiB"):
+        nmu_archives.unpack(archive, root)
+    assert not list(root.glob(".cifar10-jpeg.unpack-*"))
+
+
+def _symlinked_class_tree(tree: Path, elsewhere: Path) -> None:
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            for j in range(3):
+                _write_image(tree / split / cls / f"{j}.png")
+    for j in range(3):
+        _write_image(elsewhere / f"{j}.png")
+        _write_image(tree / "test" / "c" / f"{j}.png")
+    (tree / "train" / "c").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(tree / "train", target_is_directory=True)  # a cycle through the link
+
+
+def test_files_under_a_symlinked_folder_key_the_cache_and_count(tmp_path, official_counts):
+    tree, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
+    _symlinked_class_tree(tree, elsewhere)
+    assert len(load_image_folder(tree, root=tmp_path / "root").train_labels) == 9
+    for j in range(3, 8):
+        _write_image(elsewhere / f"{j}.png")
+    assert len(load_image_folder(tree, root=tmp_path / "root").train_labels) == 14  # not the stale cache
+    official_counts("cifar10-jpeg", classes=10, train=1, test=1)
+    _cifar10_tree(tmp_path / "cifar10-jpeg", train=1, test=1)
+    (tmp_path / "cifar10-jpeg" / "train" / "cat").rename(tmp_path / "cat-elsewhere")
+    (tmp_path / "cifar10-jpeg" / "train" / "cat").symlink_to(tmp_path / "cat-elsewhere")
+    assert len(load_dataset("cifar10", tmp_path, download=False).train_labels) == 10
+
+
+def test_a_fifo_named_like_an_image_is_named_not_read(tmp_path):
+    """Opening a FIFO blocks until someone writes to it: loading used to hang forever."""
+    import signal
+
+    for split in ("train", "test"):
+        _write_image(tmp_path / "t" / split / "a" / "0.png")
+    os.mkfifo(tmp_path / "t" / "train" / "a" / "zz.png")
+
+    def hung(*_):
+        raise TimeoutError("loading hangs on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(ValueError, match=r"zz.png is a FIFO, not an image file: remove it"):
+            load_image_folder(tmp_path / "t")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_16_bit_images_are_scaled_to_8_bits_and_32_bit_ones_refused(tmp_path):
+    ramp = np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16)
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "t" / split / cls).mkdir(parents=True)
+            Image.fromarray(ramp).save(tmp_path / "t" / split / cls / "0.png")
+    ds = load_image_folder(tmp_path / "t")
+    assert torch.equal(ds.train_images[0, 0], torch.from_numpy((ramp >> 8).astype(np.uint8)))
+    assert len(torch.unique(ds.train_images)) == 64 and torch.equal(ds.train_images[0, 0], ds.train_images[0, 2])
+    odd = tmp_path / "t" / "train" / "a" / "1.png"
+    Image.fromarray(ramp.astype(np.float32)).save(odd, format="TIFF")  # float pixels behind a .png name
+    with pytest.raises(ValueError, match=rf"{odd} has floating-point pixels \(mode 'F'\)"):
+        load_image_folder(tmp_path / "t")
+
+
+class _Planted:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_planted_cifar_batch_runs_no_code_and_a_damaged_one_is_named(tmp_path, monkeypatch):
+    base, marker = tmp_path / "cifar-10-batches-py", tmp_path / "ran"
+    for i in range(1, 6):
+        _pickle(base / f"data_batch_{i}", {"data": _rows(2), "labels": [0, 1]})
+    _pickle(base / "test_batch", {"data": _rows(2), "labels": [0, 1]})
+    _pickle(base / "batches.meta", {"label_names": list(CIFAR10_CLASSES)})
+    _pickle(base / "data_batch_1", {"data": _Planted(marker), "labels": []})
+    with pytest.raises(nmu_data.IncompleteDataError, match=r"data_batch_1 .*asks to call posix.system"):
+        load_dataset("cifar10", tmp_path, download=False)
+    assert not marker.exists()
+    _pickle(base / "data_batch_1", {"data": _rows(2), "labels": [0, 1]})
+    _pickle(base / "batches.meta", {"names": []})
+    with pytest.raises(nmu_data.IncompleteDataError, match=r"batches.meta is not a CIFAR batch: it lacks \['label_names'\]"):
+        load_dataset("cifar10", tmp_path, download=False)
+
+
+def test_a_local_original_archive_must_have_the_published_md5(tmp_path):
+    root = tmp_path / "root"
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    _pickle(src / "batches.meta", {"label_names": list(CIFAR10_CLASSES)})
+    root.mkdir()
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname=src.name)
+    with pytest.raises(nmu_data.IncompleteDataError, match="cifar-10-python.tar.gz is not the published archive"):
+        load_dataset("cifar10", root, download=False)
+    assert not (root / "cifar-10-batches-py").exists()

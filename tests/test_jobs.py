@@ -56,7 +56,10 @@ def test_executor_options_are_parsed_and_checked():
                        ({"kind": "inline", "max_concurrent": 2}, "takes no options"),
                        ({"kind": "slurm", "gpus_per_job": -1}, "whole number >= 0"),
                        ({"kind": "local", "max_concurrent": 0}, "whole number >= 1"),
-                       ({"kind": "slurm", "timeout_min": "1h"}, "positive number"),
+                       ({"kind": "slurm", "timeout_min": "1h"}, "positive finite number"),
+                       ("{kind: slurm, timeout_min: .inf}", "positive finite number, got inf"),
+                       ("{kind: slurm, mem_gb: .nan}", "positive finite number, got nan"),
+                       ({"kind": "local", "poll_s": float("nan")}, "positive finite number, got nan"),
                        ({"kind": "slurm", "setup": "module load cuda"}, "list of shell lines"), (3, "must be")]:
         with pytest.raises((ValueError, TypeError), match=match):
             Executor.parse(bad)
@@ -170,3 +173,20 @@ def test_the_slurm_path_submits_one_array_per_stage(local, monkeypatch):
     assert "#SBATCH --array=0-2%3" in sbatch and "#SBATCH --partition=cpu" in sbatch
     assert "#SBATCH --cpus-per-task=1" in sbatch  # the notebook's thread count
     assert table["method"].tolist() == ["retrain", "original", "rl", "rl"] and table["avg_gap"].notna().all()
+
+
+def test_a_job_that_loaded_what_another_job_computed_says_cached(smoke, monkeypatch, capsys):
+    """Its status came from a look at the cache before it waited on the other job's lock."""
+    split = smoke.split("random", fraction=0.25)
+    models, _ = jobs.missing(smoke, [(split, [], False)])
+    smoke.retrain(split)  # the other job, finishing while this one waits
+    monkeypatch.setattr(jobs, "is_cached", lambda *args: False)  # what this job saw when it started
+    assert jobs.run_job(models[0])["status"] == "cached"
+    assert "nmu job cached" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("n", ["-3", "0", "2.5"])
+def test_the_sbatch_printer_wants_at_least_one_job(n, capsys):
+    with pytest.raises(SystemExit):
+        jobs.main(["--jobs", n])
+    assert f"must be a whole number >= 1, got '{n}'" in capsys.readouterr().err

@@ -52,13 +52,29 @@ def test_template_is_clean_with_one_parameters_cell(notebook):
     assert "profile = " in "".join(tagged[0]["source"]) and "out_dir = " in "".join(tagged[0]["source"])
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter_nmu_checks(notebook):
+    """papermill warns "Passed unknown parameter" for a parameter its parser misses (an annotation such as
+    ``str | dict``): the types go in ``# type:`` comments, which both read."""
+    from papermill.translators import PythonTranslator
+
+    from nmu.report import declared_parameters
+
+    cell = next(c for c in json.loads(notebook.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    seen = {p.name: p.inferred_type_name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    declared = declared_parameters(notebook)
+    assert seen.keys() == declared.keys()
+    assert {k: t for k, t in seen.items() if t != "None"} == {k: t for k, (_, t) in declared.items() if t}
+
+
 def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     """``make figures PROFILE=smoke`` executes every notebook via papermill into the results folder,
     each writes its figures, tables and manifest, and a second ``make`` has nothing left to do; with
     ``EXECUTOR=local`` (runs as subprocess jobs) the notebooks write the same tables."""
-    results, root = tmp_path / "results", tmp_path / "data"
+    results, root, no_archives = tmp_path / "results", tmp_path / "data", tmp_path / "no-archives"
+    no_archives.mkdir()
     cmd = ["make", "-C", str(REPO), "-j2", "figures", "PROFILE=smoke", f"RESULTS={results}", f"PY={sys.executable}",
-           f"NMU_DATA={root}", f"SHARED_DATA={tmp_path / 'no-shared-data'}",
+           f"NMU_DATA={root}", f"SHARED_DATA={no_archives}",
            "-o", ".venv/.installed"]  # the test's interpreter already has everything installed
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread each, two notebooks at once
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
@@ -84,7 +100,7 @@ def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     # empty data root) write the same tables; two notebooks, for time: run_setting and trained_models.
     jobs_results, jobs_data = tmp_path / "results-local", tmp_path / "data-local"
     local = ["make", "-C", str(REPO), "PROFILE=smoke", f"RESULTS={jobs_results}", f"PY={sys.executable}",
-             f"NMU_DATA={jobs_data}", f"SHARED_DATA={tmp_path / 'no-shared-data'}", "-o", ".venv/.installed",
+             f"NMU_DATA={jobs_data}", f"SHARED_DATA={no_archives}", "-o", ".venv/.installed",
              "EXECUTOR=local"] + [f"{jobs_results}/.done/{nb}" for nb in ("sample_wise", "over_forgetting")]
     proc = subprocess.run(local, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -58,3 +58,11 @@ def test_a_search_with_one_method_far_off_is_drawn_on_a_log_scale():
                           for c, g in enumerate(gaps)])
     assert grid_spread(table).axes[0].get_yscale() == "log"
     assert grid_spread(table[table.method != "ga"]).axes[0].get_yscale() == "linear"
+
+
+def test_paired_forest_says_failed_where_natmu_has_no_result():
+    pairs = pd.DataFrame([{"dataset": "cifar100", "split": "class rocket", "rival": r, "metric": "avg_gap",
+                           "diff": d, "ci_low": d - 1, "ci_high": d + 1, "n": n, "wins": w, "failed": f}
+                          for r, d, n, w, f in [("rl", float("nan"), 0, 0, 3), ("ft", -1.0, 3, 2, 0)]])
+    [ax] = [ax for ax in paired_forest(pairs).axes if ax.get_visible()]
+    assert [t.get_text() for t in ax.texts] == ["failed", "2/3"]

@@ -72,3 +72,107 @@ def test_report_swaps_in_one_whole_run(tmp_path, monkeypatch):
     second.finish()
     assert pd.read_csv(out / "t1.csv")["a"].tolist() == [3] and not (out / "t2.csv").exists()
     assert [p.name for p in out.parent.iterdir()] == ["demo"]  # no partial or old folders left
+
+
+def test_an_out_dir_that_is_not_this_notebooks_run_is_refused_and_kept(tmp_path, monkeypatch):
+    """Only a new or empty folder, or an earlier run of the same notebook, is replaced; the repository,
+    results/, a profile's results, home and their parents are refused, before anything is computed."""
+    import json
+
+    import pytest
+
+    report = _notebook(tmp_path, monkeypatch, PARAMS)
+    theirs = tmp_path / "thesis"
+    (theirs / "sub").mkdir(parents=True)
+    (theirs / "thesis.tex").write_text("years of work")
+    (theirs / "sub" / "data.csv").write_text("1,2")
+    other_notebook = tmp_path / "other-run"
+    other_notebook.mkdir()
+    (other_notebook / "manifest.json").write_text(json.dumps({"notebook": "sample_wise"}))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    (tmp_path / "results" / "quick" / "demo").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for out_dir, message in [(theirs, "holds files that are not an earlier run of this notebook"),
+                             (other_notebook, "no manifest.json of 'demo'"), (a_file, "is a file"),
+                             (tmp_path, "is or holds"), (tmp_path / "results", "is or holds"),
+                             (tmp_path / "results" / "quick", "is or holds"), (tmp_path.parent, "is or holds"),
+                             (tmp_path / "home", "is or holds"), ("results", "is or holds")]:
+        before = sorted(p for p in tmp_path.rglob("*"))
+        with pytest.raises(report.OutDirError, match=message):
+            report.start("demo", {"profile": "smoke", "out_dir": str(out_dir)})
+        assert sorted(p for p in tmp_path.rglob("*")) == before, out_dir
+    assert (theirs / "thesis.tex").read_text() == "years of work" and (theirs / "sub" / "data.csv").is_file()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    first = report.start("demo", {"profile": "smoke", "out_dir": str(empty)})
+    first.finish()
+    second = report.start("demo", {"profile": "smoke", "out_dir": str(empty)})  # its own earlier run: replaced
+    (empty / "added-meanwhile.txt").write_text("x")
+    (empty / "manifest.json").unlink()
+    with pytest.raises(report.OutDirError, match="This run's outputs are in .*partial"):
+        second.finish()
+    assert (empty / "added-meanwhile.txt").is_file() and (second.work / "manifest.json").is_file()
+
+
+def test_a_symlinked_out_dir_receives_the_outputs_and_stays_a_link(tmp_path, monkeypatch):
+    report = _notebook(tmp_path, monkeypatch, PARAMS)
+    shared = tmp_path / "shared" / "qs"
+    shared.mkdir(parents=True)
+    link = tmp_path / "results" / "smoke" / "demo"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(shared)
+    for _ in range(2):
+        run = report.start("demo", {"profile": "smoke"})
+        run.table(pd.DataFrame({"a": [1]}), "t")
+        run.finish()
+    assert link.is_symlink() and (shared / "t.csv").is_file() and (shared / "manifest.json").is_file()
+    assert sorted(p.name for p in link.parent.iterdir()) == ["demo"]
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["qs"]
+
+
+def test_partial_folders_of_live_or_other_hosts_runs_are_kept(tmp_path, monkeypatch):
+    """A partial folder is removed once its run is gone: here when its process has ended, another
+    host's only when it is a week old (its process cannot be checked from here)."""
+    import os
+    import subprocess
+    import time
+
+    from nmu import storage
+
+    report = _notebook(tmp_path, monkeypatch, PARAMS)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    here, other = storage._HOST, "f" * 8 if storage._HOST != "f" * 8 else "e" * 8
+    parent = tmp_path / "results" / "smoke"
+    names = {"this host, ended": f".demo.partial-{here}-{dead.pid}",
+             "this host, running": f".demo.partial-{here}-{os.getppid()}",
+             "other host, running": f".demo.partial-{other}-{dead.pid}",
+             "other host, a week old": f".demo.partial-{other}-{dead.pid + 1}"}
+    for what, name in names.items():
+        (parent / name).mkdir(parents=True)
+        (parent / name / "runs.csv").write_text("x")
+    week = time.time() - 8 * 24 * 3600
+    os.utime(parent / names["other host, a week old"], (week, week))
+    run = report.start("demo", {"profile": "smoke"})
+    left = {what for what, name in names.items() if (parent / name).exists()}
+    assert left == {"this host, running", "other host, running"} and run.work.is_dir()
+
+
+def test_a_profile_that_is_not_one_and_list_elements_of_the_wrong_type_are_refused(tmp_path, monkeypatch):
+    import pytest
+
+    report = _notebook(tmp_path, monkeypatch, 'profile = "quick"\nexp_seeds = None  # type: list[int]|None  seeds\n'
+                                              'fractions = [0.01, 0.1]\nout_dir = None\n')
+    with pytest.raises(ValueError, match="unknown profile '../../escprof'"):
+        report.start("demo", {"profile": "../../escprof"})
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "escprof").exists()
+    for bad, match in [({"exp_seeds": ["natmu"]}, r"exp_seeds element='natmu' in \['natmu'\] must be int"),
+                       ({"exp_seeds": [0, True]}, "exp_seeds element=True .* must be int, got bool"),
+                       ({"fractions": [0.1, "abc", None]}, "fractions element='abc' .* must be float")]:
+        with pytest.raises(report.NotebookParameterError, match=match):
+            report.start("demo", {"profile": "smoke", **bad})
+    assert report.start("demo", {"profile": "smoke", "exp_seeds": [0, 1], "fractions": [1, 0.5]}).parameters[
+        "fractions"] == [1, 0.5]

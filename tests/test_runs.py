@@ -38,13 +38,25 @@ def test_misspelt_methods_and_badly_typed_hyperparameters_are_errors(smoke):
     for kwargs, match in [(dict(methods=["natmoo"]), "in methods"), (dict(methods="natmu"), "list of method names"),
                           (dict(methods=["natmu"], seeds={"natmoo": [0]}), "in seeds"),
                           (dict(methods=["natmu"], overrides={"rll": {"lr": 1.0}}), "in overrides"),
-                          (dict(methods=["natmu"], seeds=[0.5]), "list of integers"),
+                          (dict(methods=["natmu"], seeds=0), "list of integers"),
+                          (dict(methods=["natmu"], seeds=[0.5]), r"unlearning seed \(in seeds=\[0.5\]\) must be a whole"),
+                          (dict(methods=["natmu"], seeds={"*": [-1]}), "unlearning seed .* got -1"),
                           (dict(methods=["natmu"], overrides={"natmu": {"lrr": 1.0}}), "does not take"),
                           (dict(methods=["natmu"], overrides={"natmu": {"lr": "abc"}}), "lr='abc' must be float"),
                           (dict(methods=["natmu"], overrides={"natmu": {"epochs": 2.5}}), "epochs=2.5 must be int")]:
         with pytest.raises((ValueError, TypeError), match=match):
             run_setting(smoke, split, **kwargs)
     assert check_methods(None) == list(METHODS) and "retrain" not in METHODS
+
+
+@pytest.mark.parametrize("seeds", [{"seed": -1}, {"seed": "0"}, {"seed": 1.5}, {"seed": 2 ** 70}, {"seed": True},
+                                   {"init_seed": -2}, {"split_seed": "1"}])
+def test_bad_experiment_seeds_are_named_before_anything_is_loaded(seeds):
+    from nmu.experiment import Experiment
+
+    name, value = next(iter(seeds.items()))
+    with pytest.raises(ValueError, match=rf"{name} must be a whole number from 0 to 2\*\*32 - 1, got {value!r}"):
+        Experiment("smoke", dataset="no-such-dataset", **seeds)
 
 
 def test_run_setting_records_and_resumes(smoke):

@@ -37,7 +37,7 @@ def test_summarize_averages_unlearning_seeds_before_experiment_seeds():
     # per experiment: 4, 1, 3 -> mean 8/3; the interval is over those three numbers, not six runs
     assert natmu["avg_gap"] == pytest.approx(8 / 3) and natmu["n"] == 3
     assert natmu["avg_gap_ci"] == pytest.approx(ci95([4.0, 1.0, 3.0]))
-    assert list(s.columns) == ["avg_gap", "avg_gap_ci", "n"]
+    assert list(s.columns) == ["avg_gap", "avg_gap_ci", "n", "failed"] and natmu["failed"] == 0
 
 
 def test_paired_differences_wins_and_interval():
@@ -72,3 +72,30 @@ def test_with_ci_formats_mean_and_half_width():
         f"{3.0:.2f} ± {ci95([6.0, 2.0, 1.0]):.2f}"
     single = with_ci(summarize(runs_table()[runs_table()["exp_seed"] == 0], ["avg_gap"]), ["avg_gap"])
     assert single.set_index(["split", "method"]).loc[("random 10%", "rl"), "avg_gap"] == "6.00"
+
+
+def failing(table: pd.DataFrame, where) -> pd.DataFrame:
+    """``table`` with the runs ``where`` selects failed, as ``run_setting`` writes them: no metrics, the error."""
+    table = table.assign(failed=None)
+    rows = where(table)
+    table.loc[rows, ["acc_forget", "avg_gap"]] = float("nan")
+    table.loc[rows, "failed"] = "NonFiniteLossError: the loss is nan"
+    return table
+
+
+def test_a_failed_run_is_counted_not_dropped():
+    """A diverged run used to vanish: ``n`` counted it, the mean skipped it, ``paired`` lost the setting."""
+    natmu = lambda t: t["method"] == "natmu"  # noqa: E731
+    one_seed = failing(runs_table(), lambda t: natmu(t) & (t["exp_seed"] == 2) & (t["seed"] == 1))
+    s = summarize(one_seed, ["avg_gap"]).set_index(["split", "method"]).loc[("random 10%", "natmu")]
+    assert (s["n"], s["failed"]) == (2, 1)  # its other unlearning seed finished: the experiment still failed
+    assert s["avg_gap"] == pytest.approx((4.0 + 1.0) / 2) and s["avg_gap_ci"] == pytest.approx(ci95([4.0, 1.0]))
+    everywhere = failing(runs_table(), lambda t: natmu(t) & (t["split"] == "class rocket"))
+    table = paired(everywhere, "natmu").set_index(["split", "rival"])
+    row = table.loc[("class rocket", "rl")]
+    assert (row["n"], row["seeds"], row["failed"], row["rival_failed"]) == (0, 3, 3, 0) and np.isnan(row["diff"])
+    assert table.loc[("random 10%", "rl"), "failed"] == 0 and table.loc[("random 10%", "rl"), "n"] == 3
+    shown = with_ci(summarize(everywhere, ["avg_gap"]), ["avg_gap"]).set_index(["split", "method"])["avg_gap"]
+    assert shown[("class rocket", "natmu")] == "failed" and shown[("class rocket", "rl")] == f"3.00 ± {ci95([6, 2, 1]):.2f}"
+    assert with_ci(summarize(one_seed, ["avg_gap"]), ["avg_gap"]).set_index(["split", "method"]).loc[
+        ("random 10%", "natmu"), "avg_gap"] == f"2.50 ± {ci95([4.0, 1.0]):.2f} (1 failed)"

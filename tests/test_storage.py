@@ -60,24 +60,28 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
 
 def test_stale_temp_files_go_and_live_writers_files_stay(tmp_path):
     host = getattr(storage, "_HOST", "0" * 8)
+    other = "f" * 8 if host != "f" * 8 else "e" * 8
     dead = subprocess.Popen(["true"])
     dead.wait()
-    hours_ago = time.time() - 2 * 3600
+    hours_ago, hours_ahead = time.time() - 2 * 3600, time.time() + 2 * 3600
     names = {
         "dead writer": f".w.pt.{host}-{dead.pid}-0123abcd.tmp",
         "old, writer unknown": ".w.pt.abcd1234.tmp",  # tempfile.mkstemp's name, as older nmu wrote
-        "live writer, old": f".w.pt.{host}-{os.getpid()}-0123abcd.tmp",
+        "live writer, recent": f".w.pt.{host}-{os.getpid()}-0123abcd.tmp",
+        "live pid, old (the pid taken over by a new process)": f".w.pt.{host}-{os.getpid()}-4567abcd.tmp",
         "recent, writer unknown": ".w.pt.x1y2z3w4.tmp",
-        "other host, recent": f".w.pt.{'f' * 8 if host != 'f' * 8 else 'e' * 8}-{dead.pid}-0123abcd.tmp",
+        "other host, recent": f".w.pt.{other}-{dead.pid}-0123abcd.tmp",
+        "other host, from the future (a skewed clock)": f".w.pt.{other}-{dead.pid}-4567abcd.tmp",
         "another file's, old": ".v.pt.abcd1234.tmp",
     }
     for what, name in names.items():
         (tmp_path / name).write_bytes(b"x")
-        if "old" in what:
-            os.utime(tmp_path / name, (hours_ago, hours_ago))
+        if "old" in what or "future" in what:
+            stamp = hours_ahead if "future" in what else hours_ago
+            os.utime(tmp_path / name, (stamp, stamp))
     save_tensors({"w": torch.ones(1)}, tmp_path / "w.pt")
     left = {what for what, name in names.items() if (tmp_path / name).exists()}
-    assert left == {"live writer, old", "recent, writer unknown", "other host, recent", "another file's, old"}
+    assert left == {"live writer, recent", "recent, writer unknown", "other host, recent", "another file's, old"}
 
 
 def test_an_unusable_data_root_is_named_with_the_way_out(tmp_path, monkeypatch):
@@ -101,3 +105,28 @@ def test_a_read_only_data_root_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("NMU_DATA", str(ro))
     with pytest.raises(OSError, match=r"nmu's data root .*not writable.*\$NMU_DATA"):
         save_tensors({"w": torch.ones(1)}, ro / "checkpoints" / "x.pt")
+
+
+def test_yes_no_variables_are_read_one_way_and_a_typo_is_named(monkeypatch):
+    from nmu.archives import offline
+
+    for value, on in [("1", True), ("YES", True), ("on", True), ("0", False), ("false", False), ("Off", False), ("", False)]:
+        monkeypatch.setenv("NMU_OFFLINE", value)
+        monkeypatch.setenv("NMU_PROGRESS", value)
+        assert offline() is on and storage.progress_enabled() is (on or value == "")
+    for value in ("y", "2"):  # used to mean: online, silently
+        monkeypatch.setenv("NMU_OFFLINE", value)
+        with pytest.raises(ValueError, match=rf"\$NMU_OFFLINE='{value}': use 1/true/yes/on or 0/false/no/off"):
+            offline()
+
+
+def test_a_relative_or_looping_nmu_data_is_resolved_one_way_or_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMU_DATA", "mydata")
+    for cwd in (tmp_path, storage.CHECKOUT / "notebooks"):  # `make` runs at the top, `make lab` kernels in notebooks/
+        monkeypatch.chdir(cwd)
+        assert storage.data_root() == storage.CHECKOUT / "mydata"
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    monkeypatch.setenv("NMU_DATA", str(tmp_path / "a"))
+    with pytest.raises(storage.DataRootError, match=rf"\$NMU_DATA={tmp_path / 'a'} cannot be used: .*Point \$NMU_DATA"):
+        storage.data_root()
