@@ -79,21 +79,99 @@ def _chunks(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
         yield x.to(device).float().div_(255), y.to(device)
 
 
+def _batch_grads(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+                 device: torch.device, reduction: str) -> Iterator[list[torch.Tensor]]:
+    """Batch by batch, in order: the gradient of the batch's cross-entropy (``reduction``: ``"sum"`` or
+    ``"mean"`` over the batch) w.r.t. every trainable parameter, float32, zeros for an unused one (eval
+    mode, no augmentation); ``.grad`` is left untouched."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    try:
+        for x, y in _chunks(images, labels, batch_size, device):
+            grads = torch.autograd.grad(F.cross_entropy(model(x), y, reduction=reduction), params, allow_unused=True)
+            yield [torch.zeros_like(p, dtype=torch.float32) if g is None else g.float() for p, g in zip(params, grads)]
+    finally:
+        model.train(was_training)
+
+
 def _mean_loss_grad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                     device: torch.device) -> list[torch.Tensor]:
     """Gradient of the mean cross-entropy over a set w.r.t. every trainable parameter (eval mode,
     float32, no augmentation), accumulated batch by batch; ``.grad`` is left untouched."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    acc = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-    was_training = model.training
-    model.eval()
-    for x, y in _chunks(images, labels, batch_size, device):
-        grads = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), params, allow_unused=True)
+    acc = [torch.zeros_like(p, dtype=torch.float32) for p in model.parameters() if p.requires_grad]
+    for grads in _batch_grads(model, images, labels, batch_size=batch_size, device=device, reduction="sum"):
         for a, g in zip(acc, grads):
-            if g is not None:
-                a.add_(g.float())
-    model.train(was_training)
+            a.add_(g)
     return [a.div_(len(labels)) for a in acc]
+
+
+class _Loop:
+    """What the baselines whose reference alternates streams within a run share (SCRUB:
+    :meth:`Task.finetune`'s one shuffled stream cannot express it): one SGD optimiser for the whole
+    run with nmu's per-step cosine decay of the lr to 0 over ``total`` scheduler steps, the task's
+    seeded generator (batch order, augmentation), bf16 autocast where the task's precision says so and
+    the finite-loss check. The task's model trains in place (channels_last, train mode); D_f and D_r
+    are on the task's device as ``x_f``, ``y_f``, ``x_r``, ``y_r``."""
+
+    def __init__(self, task: Task, *, lr: float, weight_decay: float, momentum: float, total: int,
+                 desc: str) -> None:
+        self.task, self.desc = task, desc
+        self.recipe = Recipe(epochs=1, lr=lr, weight_decay=weight_decay, optimizer="sgd", momentum=momentum,
+                             schedule="cosine")
+        self.total = total
+        self.model = task.model.to(memory_format=torch.channels_last)
+        device = task.device
+        self.x_f, self.y_f = task.forget_images.to(device), task.forget_labels.to(device)
+        self.x_r, self.y_r = task.retain_images.to(device), task.retain_labels.to(device)
+        self.optimizer = make_optimizer(self.model.parameters(), self.recipe)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.factor)
+        self.generator = make_generator(task.seed, device)
+        self.check_every = finite_check_every(device)  # no per-step host sync on a GPU
+        self.updates = 0
+        self.last: tuple[torch.Tensor, int, float] | None = None  # the last update's loss, index and lr
+        set_cudnn(device)
+        self.model.train()
+
+    def factor(self, step: int) -> float:
+        """The lr's multiplier at scheduler step ``step`` (0-based): 0.5 * (1 + cos(pi * step / total))."""
+        return lr_factor(self.recipe, step, self.total, 1)
+
+    def inputs(self, images: torch.Tensor, augmented: bool) -> torch.Tensor:
+        """A uint8 batch as the model's float input in [0, 1]; ``augmented``: with D_r's crop + flip."""
+        if augmented:
+            images = augment(images, self.task.crop_padding, True, self.generator)
+        return images.float().div_(255).contiguous(memory_format=torch.channels_last)
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.task.device.type, dtype=torch.bfloat16, enabled=self.task.precision == "bf16")
+
+    def update(self, loss: torch.Tensor, *, schedule: bool = True,
+               edit_grads: Callable[[], None] | None = None) -> None:
+        """One optimiser step down the scalar ``loss``; ``edit_grads`` changes the gradients before the
+        step; ``schedule``: advance the lr schedule after it."""
+        loss = loss.float()
+        self.last = (loss.detach(), self.updates, self.scheduler.get_last_lr()[0])
+        if self.updates % self.check_every == 0:
+            self._check()
+        self.updates += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if edit_grads is not None:
+            edit_grads()
+        self.optimizer.step()
+        if schedule:
+            self.scheduler.step()
+
+    def finish(self) -> nn.Module:
+        """The trained model in eval mode, after checking the last loss (a GPU checks only every few steps)."""
+        if self.last is not None:
+            self._check()
+        return self.model.eval()
+
+    def _check(self) -> None:
+        value, step, lr = self.last
+        check_finite(value, self.desc, step, lr)
 
 
 def diagonal_fisher(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device,
@@ -349,52 +427,31 @@ def scrub(task: Task, *, lr: float = 5e-4, weight_decay: float = 5e-4, epochs: i
     for the whole run, D_r with crop + flip, D_f un-augmented, bf16 autocast where the task's
     precision says so. Kept deviation: nmu's per-step cosine decay to 0 over all max- and min-steps,
     as every fine-tuning method here (the reference's lr decay epochs lie beyond these 3 epochs)."""
-    _check_positive(temperature=temperature, lr=lr, batch_size=batch_size)
+    _check_positive(temperature=temperature, lr=lr, batch_size=batch_size, forget_batch_size=forget_batch_size)
     if epochs < 0 or max_epochs < 0:
         raise ValueError(f"epochs and max_epochs must be >= 0, got {epochs} and {max_epochs}")
-    device, model = task.device, task.model.to(memory_format=torch.channels_last)
+    max_steps = min(max_epochs, epochs) * steps_per_epoch(len(task.split.forget), forget_batch_size)
+    min_steps = epochs * steps_per_epoch(len(task.split.retain), batch_size)
+    loop = _Loop(task, lr=lr, weight_decay=weight_decay, momentum=0.9, total=max_steps + min_steps, desc="scrub")
     teacher = task.frozen_copy()
-    amp = task.precision == "bf16"
-    pad = task.crop_padding
-    _check_positive(forget_batch_size=forget_batch_size)
-    fbs = forget_batch_size
-    x_f, x_r, y_r = task.forget_images.to(device), task.retain_images.to(device), task.retain_labels.to(device)
-    recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer="sgd",
-                    momentum=0.9, schedule="cosine", crop_padding=pad)
-    steps = [steps_per_epoch(len(t), b) for t, b in ((x_f, fbs), (x_r, batch_size))]
-    total = min(max_epochs, epochs) * steps[0] + epochs * steps[1]
-    optimizer = make_optimizer(model.parameters(), recipe)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, total, max(steps)))
-    generator = make_generator(task.seed, device)
-    set_cudnn(device)
-
-    done = [0]  # optimiser steps so far
-    check_every = finite_check_every(device)  # no per-step host sync on a GPU
+    x_f, x_r, y_r = loop.x_f, loop.x_r, loop.y_r
 
     def step(x: torch.Tensor, loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-        x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with loop.autocast():
             with torch.no_grad():
                 t = teacher(x)
-            loss = loss_of(model(x), t).float()
-        if done[0] % check_every == 0 or done[0] == total - 1:
-            check_finite(loss, "scrub", done[0], scheduler.get_last_lr()[0])
-        done[0] += 1
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+            loss = loss_of(loop.model(x), t)
+        loop.update(loss)
 
-    model.train()
     for epoch in range(epochs):
         if epoch < max_epochs:
-            for idx in shuffled_batches(len(x_f), fbs, generator):
-                step(x_f[idx], lambda s, t: scrub_max_loss(s, t, temperature))
-        for idx in shuffled_batches(len(x_r), batch_size, generator):
+            for idx in shuffled_batches(len(x_f), forget_batch_size, loop.generator):
+                step(loop.inputs(x_f[idx], augmented=False), lambda s, t: scrub_max_loss(s, t, temperature))
+        for idx in shuffled_batches(len(x_r), batch_size, loop.generator):
             y = y_r[idx]
-            step(augment(x_r[idx], pad, True, generator),
+            step(loop.inputs(x_r[idx], augmented=True),
                  lambda s, t, y=y: scrub_min_loss(s, t, y, temperature, alpha, gamma))
-    return model.eval()
+    return loop.finish()
 
 
 @register("ssd")
@@ -486,3 +543,4 @@ def bs(task: Task, *, lr: float = 1e-5, weight_decay: float = 0.0, epochs: int =
                   epochs=epochs, batch_size=batch_size, loss_fn=loss_fn, optimizer="sgd", augment_extra=True,
                   desc="bs")
     return task.model
+
