@@ -22,8 +22,11 @@ PALETTE = {"retrain": "#4d4d4d", "original": "#b0b0b0", "natmu": "#d62728"}
 
 
 def _colors(methods: list[str]) -> list[str]:
+    """A colour per method: :data:`PALETTE`'s, then tab10's others in turn, then tab20's light shades
+    (no red but NatMU's)."""
     base = sns.color_palette("tab10", n_colors=10).as_hex()
-    others = iter(c for c in base if c not in PALETTE.values() and c != "#d62728")
+    base += [c for c in sns.color_palette("tab20", n_colors=20).as_hex() if c not in base]
+    others = iter(c for c in base if c not in PALETTE.values() and c not in ("#d62728", "#ff9896"))
     return [PALETTE.get(m) or next(others, "#1f77b4") for m in methods]
 
 

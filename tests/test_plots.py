@@ -1,4 +1,4 @@
-"""Figures whose layout carries meaning: the paired forest plot."""
+"""Figures whose layout carries meaning: the paired forest plot; a colour of its own for every method."""
 
 import matplotlib
 import pandas as pd
@@ -6,7 +6,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from nmu.plots import paired_forest  # noqa: E402
+from nmu.plots import PALETTE, _colors, paired_forest  # noqa: E402
+from nmu.unlearn import METHODS  # noqa: E402
 
 
 @pytest.mark.parametrize("settings, panels", [(4, 4), (5, 8)])
@@ -23,3 +24,10 @@ def test_paired_forest_wraps_settings_in_rows_of_four_with_the_first_rival_on_to
         low, high = ax.get_ylim()
         assert high < 0 < 2 < low
         assert [t.get_text() for t in ax.texts] == ["2/3"] * 3  # wins, one per rival
+
+
+def test_every_method_and_reference_gets_a_colour_of_its_own():
+    import nmu  # noqa: F401  (registers the methods)
+    names = ["retrain", "original", *METHODS]
+    colors = _colors(names)
+    assert len(set(colors)) == len(names) and colors[:2] == [PALETTE["retrain"], PALETTE["original"]]
