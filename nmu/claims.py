@@ -121,7 +121,7 @@ def claims_table(comparison_runs: pd.DataFrame, search: pd.DataFrame | None = No
                  "where it fails": _where_not(closest)})
     everyone = closest_to_retraining(comparison_runs, [m for m in comparison_runs["method"].unique()
                                                        if m not in (*REFERENCES, "natmu")])
-    rows.append({"claim": "... and among all baselines (FT, GA, l1-sparse, SCRUB, SSD, BadTeacher too)",
+    rows.append({"claim": "... and among all baselines (FT, GA, l1-sparse, SCRUB, SSD, BadTeacher, NG+, SFR-on too)",
                  "verdict": verdict(everyone),
                  "evidence": f"{int((everyone['ci_high'] < 0).sum())} of {len(everyone)} pairs won with the CI below 0; "
                              f"ahead on average in {int((everyone['diff'] < 0).sum())}",

@@ -1,12 +1,14 @@
 """Baselines on the smoke experiment (digits + tinycnn): each one moves forget accuracy the expected
 way, runs are reproducible, and the method-specific invariants hold (RL's wrong labels, SalUn's
 mask, SSD's selection and dampened share, Boundary Shrink's reference labels, GA's BatchNorm
-statistics, l1-sparse's schedule and optimiser, SCRUB's passes, the incompetent teacher, head
-re-initialisation)."""
+statistics, l1-sparse's schedule and optimiser, SCRUB's passes, NG+'s loss and paired batches, SFR-on's
+fast step, balanced saliency and fast-slow schedule, the incompetent teacher, head re-initialisation)."""
 
 from __future__ import annotations
 
 import copy
+import inspect
+import math
 
 import pytest
 import torch
@@ -14,14 +16,15 @@ import torch.nn.functional as F
 
 import nmu.baselines as baselines  # (fills METHODS)
 import nmu.train
-from nmu.baselines import (boundary_labels, incompetent_teacher, random_wrong_labels, saliency_mask)
-from nmu.models import reset_head
+from nmu.baselines import (balanced_saliency_mask, boundary_labels, incompetent_teacher, ngplus_loss,
+                           random_wrong_labels, salient_clip_, saliency_mask, sfron_forget_loss)
 from nmu.artefacts import cached_run, hyperparameters
+from nmu.models import reset_head
 from nmu.splits import Split
 from nmu.train import accuracy
 from nmu.unlearn import METHODS, unlearn
 
-ALL = ["ft", "ga", "rl", "badteacher", "salun", "l1sparse", "scrub", "ssd", "bs"]
+ALL = ["ft", "ga", "rl", "badteacher", "salun", "l1sparse", "scrub", "ssd", "bs", "ngplus", "sfron"]
 
 # Test settings: a few epochs at learning rates large enough to show the effect on 8x8 digits
 # (larger for the methods that run SGD).
@@ -33,6 +36,8 @@ FORGETTING = {
     "bs": dict(lr=5e-2, epochs=3),  # SGD, as the reference
     "scrub": dict(lr=1e-2, epochs=3, max_epochs=2),  # SGD, as the reference
     "ssd": dict(alpha=3.0),  # selects ~10 % of the weights here: D_f accuracy ~90 -> ~0, D_r stays ~80
+    "ngplus": dict(lr=5e-2, epochs=3, alpha=0.9),  # SGD without momentum, as the reference
+    "sfron": dict(steps=60),  # SGD, as the reference
 }
 
 
@@ -61,7 +66,6 @@ def weights(model):
 
 
 def test_all_methods_registered_with_keyword_hyperparameters():
-    import inspect
     assert set(ALL) <= set(METHODS)
     for name in ALL:
         params = list(inspect.signature(METHODS[name]).parameters.values())
@@ -109,10 +113,14 @@ def test_same_seed_same_weights_and_original_untouched(smoke, random_split):
     a, b = (weights(run(smoke, "rl", random_split, lr=1e-3, epochs=1)) for _ in range(2))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], before[k]) for k in a)
-    for method in ("salun", "scrub", "ssd"):
-        run(smoke, method, random_split, **({"alpha": 2.0} if method == "ssd" else {"lr": 1e-3, "epochs": 1}))
+    for method in ("salun", "scrub", "ssd", "ngplus", "sfron"):
+        run(smoke, method, random_split, **{"ssd": {"alpha": 2.0}, "sfron": {"steps": 10}}.get(
+            method, {"lr": 1e-3, "epochs": 1}))
     after = weights(original)
     assert all(torch.equal(before[k], after[k]) for k in before)
+    for method, hp in (("ngplus", {"epochs": 1}), ("sfron", {"steps": 10})):  # the methods with loops of their own
+        a, b = (weights(run(smoke, method, random_split, **hp)) for _ in range(2))
+        assert all(torch.equal(a[k], b[k]) for k in a), method
 
 
 def test_random_wrong_labels_are_never_the_own_label():
@@ -247,6 +255,135 @@ def test_scrub_defaults_max_steps_in_the_first_two_of_three_epochs(smoke, monkey
     assert opt.defaults["lr"] == 5e-4 and opt.defaults["weight_decay"] == 5e-4
 
 
+def reference_cross_entropy(logits, labels):
+    """Per-sample cross-entropy, written out: -log softmax at the label (float64)."""
+    return -logits.double().log_softmax(1).gather(1, labels[:, None]).squeeze(1)
+
+
+def test_ngplus_loss_is_fine_tuning_at_alpha_1_and_gradient_ascent_at_0():
+    g = torch.Generator().manual_seed(0)
+    r, f = torch.randn(32, 10, generator=g), torch.randn(16, 10, generator=g)
+    y_r, y_f = torch.randint(0, 10, (32,), generator=g), torch.randint(0, 10, (16,), generator=g)
+    ce_r, ce_f = reference_cross_entropy(r, y_r).mean(), reference_cross_entropy(f, y_f).mean()
+    assert ngplus_loss(r, y_r, f, y_f, 1.0).item() == pytest.approx(ce_r.item(), rel=1e-5)  # plain fine-tuning
+    assert ngplus_loss(r, y_r, f, y_f, 0.0).item() == pytest.approx(-ce_f.item(), rel=1e-5)  # gradient ascent
+    assert ngplus_loss(r, y_r, f, y_f, 0.3).item() == pytest.approx((0.3 * ce_r - 0.7 * ce_f).item(), rel=1e-5)
+
+
+def batch_sizes(n, batch_size, count):
+    """The sizes of the first ``count`` batches of ``n`` samples cycled pass after pass (a last batch of
+    one sample is left out of each pass, as nmu.train.shuffled_batches does)."""
+    one_pass = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size > 1 else [])
+    return (one_pass * (count // len(one_pass) + 1))[:count]
+
+
+def spy(monkeypatch, owner, name):
+    """Wrap ``owner.<name>``: each call's arguments, bound to their names, and result are appended to
+    the list returned."""
+    calls, real = [], getattr(owner, name)
+    signature = inspect.signature(real)
+
+    def wrapper(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append((signature.bind(*args, **kwargs).arguments, out))
+        return out
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
+def test_ngplus_pairs_each_retain_batch_with_the_next_batch_of_a_cycled_forget_set(smoke, random_split, monkeypatch):
+    losses, fed = spy(monkeypatch, baselines, "ngplus_loss"), spy(monkeypatch, baselines._Loop, "inputs")
+    optimizers = spy(monkeypatch, baselines, "make_optimizer")
+    run(smoke, "ngplus", random_split, epochs=2)
+    n_f, n_r = len(random_split.forget), len(random_split.retain)
+    retain = batch_sizes(n_r, 32, nmu.train.steps_per_epoch(n_r, 32)) * 2
+    forget = batch_sizes(n_f, 16, len(retain))  # one D_f batch per D_r batch, D_f cycled
+    assert [(len(a["retain_logits"]), len(a["forget_logits"]), a["alpha"]) for a, _ in losses] == [
+        (r, f, 0.9999) for r, f in zip(retain, forget)]
+    assert [(len(a["images"]), a["augmented"]) for a, _ in fed] == [  # D_r and D_f augmented
+        x for r, f in zip(retain, forget) for x in ((r, True), (f, True))]
+    ((_, opt),) = optimizers
+    assert type(opt) is torch.optim.SGD and opt.defaults["momentum"] == 0.0
+    assert opt.defaults["lr"] == 1e-2 and opt.defaults["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])  # clipped and not
+def test_sfron_fast_step_gradient_matches_an_independent_computation(max_norm):
+    """On a linear softmax model the gradient of SFR-on's fast step has a closed form: minus the
+    coefficient times the CE^-lam-weighted mean of (p - onehot(y)) x, restricted to the mask, then
+    scaled to a joint norm of at most max_norm."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 4)
+    x, y = torch.randn(12, 6), torch.randint(0, 4, (12,))
+    masks = [torch.rand(p.shape) < 0.5 for p in model.parameters()]
+    coefficient, lam = 2.5, 0.5
+    sfron_forget_loss(model(x), y, coefficient, lam).backward()
+    salient_clip_(list(model.parameters()), masks, max_norm)
+
+    w, b = (p.detach().double() for p in model.parameters())
+    p = (x.double() @ w.T + b).softmax(1)
+    ce = -p.gather(1, y[:, None]).squeeze(1).log()
+    weight = ce ** -lam / (ce ** -lam).sum()
+    d_logits = -coefficient * weight[:, None] * (p - F.one_hot(y, 4).double())
+    grads = [m * g for m, g in zip(masks, (d_logits.T @ x.double(), d_logits.sum(0)))]
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+    assert (norm > max_norm) == (max_norm == 1e-3)  # the two cases: clipped, not clipped
+    for param, expected in zip(model.parameters(), grads):
+        torch.testing.assert_close(param.grad.double(), expected * min(1.0, max_norm / (norm + 1e-6)),
+                                   rtol=1e-4, atol=1e-9)
+
+
+def reference_batch_fisher(model, images, labels, batch_size):
+    """The reference SFR-on's importance, written out: per batch the squared gradient of the batch-mean
+    cross-entropy (eval mode, float32), averaged over the batches."""
+    model = copy.deepcopy(model).float().eval()
+    params = list(model.parameters())
+    total = [torch.zeros_like(p) for p in params]
+    batches = list(zip(images.split(batch_size), labels.split(batch_size)))
+    for x, y in batches:
+        grads = torch.autograd.grad(F.cross_entropy(model(x.float() / 255), y), params)
+        total = [t + g ** 2 for t, g in zip(total, grads)]
+    return [t / len(batches) for t in total]
+
+
+def test_sfron_balanced_saliency_follows_the_reference_rule(smoke, random_split):
+    original = smoke.original().model
+    f, r = (torch.from_numpy(i) for i in (random_split.forget, random_split.retain))
+    forget = smoke.data.train_images[f], smoke.data.train_labels[f]
+    retain = smoke.data.train_images[r], smoke.data.train_labels[r]
+    device = next(original.parameters()).device
+    masks = balanced_saliency_mask(original, forget, retain, 1.0, batch_size=64, device=device)
+    imp_f, imp_r = reference_batch_fisher(original, *forget, 64), reference_batch_fisher(original, *retain, 64)
+    ratio = torch.cat([((a + 1e-15) / (b + 1e-15)).flatten() for a, b in zip(imp_f, imp_r)])
+    chosen = torch.cat([m.flatten() for m in masks]).cpu()
+    clear = ((ratio - 1).abs() > 1e-3) | (ratio == 1)  # off the threshold (rounding cannot decide), or no gradient
+    assert torch.equal(chosen[clear], (ratio >= 1)[clear]) and clear.float().mean() > 0.99
+    assert 0 < chosen.float().mean() < 1
+    assert all(m.all() for m in balanced_saliency_mask(original, forget, retain, 0.0, batch_size=64, device=device))
+
+
+def test_sfron_fast_steps_every_kth_iteration_with_the_lr_and_a_cosine_coefficient(smoke, random_split, monkeypatch):
+    steps, every, alpha, lr = 12, 5, 25.0, 0.01
+    losses, clips = spy(monkeypatch, baselines, "sfron_forget_loss"), spy(monkeypatch, baselines, "salient_clip_")
+    masks = spy(monkeypatch, baselines, "balanced_saliency_mask")
+    optimizers = spy(monkeypatch, baselines, "make_optimizer")
+    lrs, real_update = [], baselines._Loop.update
+    monkeypatch.setattr(baselines._Loop, "update", lambda self, *a, **k:
+                        lrs.append(self.optimizer.param_groups[0]["lr"]) or real_update(self, *a, **k))
+    run(smoke, "sfron", random_split, steps=steps, lr=lr)
+    cosine = [0.5 * (1 + math.cos(math.pi * t / steps)) for t in range(steps)]
+    fast = [t for t in range(steps) if t % every == 0]
+    sizes = batch_sizes(len(random_split.forget), 128, len(fast))
+    assert [(len(a["logits"]), a["coefficient"], a["lam"]) for a, _ in losses] == [
+        (n, pytest.approx(alpha * cosine[t]), 0.5) for n, t in zip(sizes, fast)]
+    assert lrs == pytest.approx([lr * cosine[t] for t in range(steps) for _ in range(1 + (t % every == 0))])
+    ((_, mask),) = masks  # computed once, applied (with the norm 7) at every fast step
+    assert len(clips) == len(fast) and all(a["masks"] is mask and a["max_norm"] == 7.0 for a, _ in clips)
+    ((_, opt),) = optimizers
+    assert type(opt) is torch.optim.SGD and opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
+
+
 def test_ssd_reports_the_share_of_weights_it_dampened(smoke, random_split):
     original = smoke.original().model
     result = unlearn("ssd", original, smoke.data, random_split, seed=0, progress=False, alpha=2.0)
@@ -291,3 +428,7 @@ def test_bad_input_is_rejected(smoke, random_split):
         run(smoke, "badteacher", random_split, temperature=0.0)
     with pytest.raises(TypeError, match="does not take"):
         run(smoke, "ga", random_split, ratio=0.5)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        run(smoke, "ngplus", random_split, alpha=1.5)
+    with pytest.raises(ValueError, match="gamma"):
+        run(smoke, "sfron", random_split, gamma=-1.0)
