@@ -1,6 +1,7 @@
 """Datasets as uint8 image tensors (N, C, H, W) with integer labels, decoded once and cached.
 
-``load_dataset(name)`` knows (sources in the order they are looked for under the data root):
+``load_dataset(name)`` knows the data sets of :data:`DATASETS`, the one place a new one is added (sources
+in the order they are looked for under the data root):
 
 ==================  ==========================================================================
 ``cifar10``         the pickled batches ``cifar-10-batches-py/``; else the JPEG tree
@@ -42,6 +43,7 @@ import hashlib
 import os
 import pickle
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,19 +69,6 @@ COARSE_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
     "digits": (("0", "6"), ("1", "7"), ("2", "5"), ("3", "8"), ("4", "9")),
 }
 
-# Per-channel mean/std of the training images (docs/method.md, "Protocol").
-NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2764, 0.2689, 0.2816)),
-}
-
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = PUBLISHED_MD5["cifar-10-python.tar.gz"]
-CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-CIFAR100_MD5 = PUBLISHED_MD5["cifar-100-python.tar.gz"]
-TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-TINY_MD5 = PUBLISHED_MD5["tiny-imagenet-200.zip"]
 CACHE_FORMAT = "nmu-dataset-v2"
 
 
@@ -139,26 +128,32 @@ def load_dataset(name: str | os.PathLike, root: str | Path | None = None, *, dow
     root = Path(root) if root is not None else data_root()
     if _is_path(name):
         return load_image_folder(Path(name).expanduser(), root=root)
-    allowed = download and not offline()
-    sources = {
-        "cifar10": lambda: _cifar10(root, allowed),
-        "cifar100": lambda: _cifar100(root, allowed, coarse=False),
-        "cifar20": lambda: _cifar100(root, allowed, coarse=True),
-        "tinyimagenet": lambda: _tinyimagenet(root, allowed),
-        "digits": _digits,
-    }
     base = name.removesuffix("-coarse")
     if name.endswith("-coarse") and base in COARSE_GROUPS:
         return coarsen(load_dataset(base, root, download=download), COARSE_GROUPS[base])
-    if name not in sources:
-        raise ValueError(f"unknown dataset {name!r}; use one of {sorted(KNOWN_NAMES)} or the path of an "
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; use one of {sorted(known_names())} or the path of an "
                          "image-folder tree (e.g. ./mydata)")
-    key, build = sources[name]()
+    known = DATASETS[name]
+    path = None
+    if known.folders:
+        online = (known.url, PUBLISHED_MD5[known.archive], known.archive, known.folders[0][0]) if known.url else None
+        path = locate(root, list(known.folders), online, download and not offline(), known.title,
+                      known.where.format(root=root))
+    key, build = known.loader(root, path)
     return _cached(root / "cache" / f"{name}.pt", key, build)
 
 
-KNOWN_NAMES = frozenset({"cifar10", "cifar100", "cifar20", "tinyimagenet", "digits"}
-                        | {f"{b}-coarse" for b in COARSE_GROUPS})
+def known_names() -> set[str]:
+    """Every dataset name :func:`load_dataset` knows (:data:`DATASETS` and the ``-coarse`` variants)."""
+    return set(DATASETS) | {f"{b}-coarse" for b in COARSE_GROUPS}
+
+
+def base_name(name: str) -> str:
+    """The data set a variant is made from, for per-dataset lookups (architectures, subsets):
+    ``cifar10-coarse`` -> ``cifar10``, ``cifar20`` (CIFAR-100 with coarse labels) -> ``cifar100``."""
+    name = name.removesuffix("-coarse")
+    return DATASETS[name].base or name if name in DATASETS else name
 
 
 def subsample(ds: Dataset, per_class: int, seed: int = 0) -> Dataset:
@@ -215,20 +210,9 @@ def load_image_folder(path: str | Path, name: str | None = None,
 
 # ----------------------------------------------------------------------------------------- builders
 
-def _cifar10(root: Path, allowed: bool):
-    mean, std = NORMALIZATION["cifar10"]
-    batches, folder = root / "cifar-10-batches-py", root / "cifar10-jpeg"
-    where = (f"  - the JPEG tree {folder}/train/<class>/*.jpg + {folder}/test/<class>/*.jpg (5,000 + 1,000 per "
-             f"class),\n    or its archive {root}/cifar10-jpeg.tar.xz (`make data` unpacks "
-             "../shared/data/cifar10-jpeg.tar.xz into $NMU_DATA), or\n"
-             f"  - the original batches {batches}/data_batch_1..5, test_batch, batches.meta,\n"
-             f"    or their archive {root}/cifar-10-python.tar.gz ({CIFAR10_URL})")
-    path = locate(root, [("cifar-10-batches-py", ("cifar-10-python.tar.gz",)),
-                          ("cifar10-jpeg", ("cifar10-jpeg.tar.xz",))],
-                   (CIFAR10_URL, CIFAR10_MD5, "cifar-10-python.tar.gz", "cifar-10-batches-py"),
-                   allowed, "CIFAR-10", where)
-    listing = check_tree(path)
-    key = _digest(["cifar10", path.name, listing])
+def _cifar10(root: Path, path: Path):
+    mean, std = DATASETS["cifar10"].normalization
+    key = _digest(["cifar10", path.name, check_tree(path)])
     if path.name == "cifar10-jpeg":
         def build() -> Dataset:
             splits, classes = _folder_layout(path)
@@ -248,20 +232,9 @@ def _cifar10(root: Path, allowed: bool):
     return key, build_pickles
 
 
-def _cifar100(root: Path, allowed: bool, coarse: bool):
-    mean, std = NORMALIZATION["cifar100"]
-    base, folder = root / "cifar-100-python", root / "cifar100-jpeg"
-    where = (f"  - the JPEG tree {folder}/train/<fine_class>/*.jpg + {folder}/test/<fine_class>/*.jpg (500 + 100 "
-             f"per class)\n    with {folder}/classes.csv, or its archive {root}/cifar100-jpeg.tar.xz (`make data` "
-             "unpacks ../shared/data/cifar100-jpeg.tar.xz into $NMU_DATA), or\n"
-             f"  - the pickled files {base}/train, {base}/test and {base}/meta,\n"
-             f"    or their archive {root}/cifar-100-python.tar.gz ({CIFAR100_URL})")
-    path = locate(root, [("cifar-100-python", ("cifar-100-python.tar.gz",)),
-                          ("cifar100-jpeg", ("cifar100-jpeg.tar.xz",))],
-                   (CIFAR100_URL, CIFAR100_MD5, "cifar-100-python.tar.gz", "cifar-100-python"),
-                   allowed, "CIFAR-100", where)
-    listing = check_tree(path)
-    key = _digest(["cifar100", path.name, listing])
+def _cifar100(root: Path, path: Path, coarse: bool = False):
+    mean, std = DATASETS["cifar100"].normalization
+    key = _digest(["cifar100", path.name, check_tree(path)])
     if path.name == "cifar100-jpeg":
         fine_build = lambda: _cifar100_jpeg(path, mean, std)  # noqa: E731
         if not coarse:
@@ -330,19 +303,10 @@ def _cifar20_from_csv(fine: Dataset, path: Path) -> Dataset:
                    train_fine=fine.train_labels, test_fine=fine.test_labels, fine_classes=fine.classes)
 
 
-def _tinyimagenet(root: Path, allowed: bool):
-    base = root / "tiny-imagenet-200"
-    where = (f"  - the official tree {base}/wnids.txt, {base}/words.txt, {base}/train/<wnid>/images/*.JPEG\n"
-             f"    (500 per class), {base}/val/images/*.JPEG (10,000) and {base}/val/val_annotations.txt, or\n"
-             f"  - its archive {root}/tiny-imagenet-200.tar.xz (`make data` unpacks "
-             "../shared/data/tiny-imagenet-200.tar.xz into $NMU_DATA),\n"
-             f"    or the official zip {root}/tiny-imagenet-200.zip ({TINY_URL})")
-    path = locate(root, [("tiny-imagenet-200", ("tiny-imagenet-200.tar.xz", "tiny-imagenet-200.zip"))],
-                   (TINY_URL, TINY_MD5, "tiny-imagenet-200.zip", "tiny-imagenet-200"),
-                   allowed, "TinyImageNet-200", where)
+def _tinyimagenet(root: Path, path: Path):
     listing = check_tree(path)
-    key = _digest(["tinyimagenet", [item for item in listing if not item[0].startswith("test/")]])
-    return key, lambda: _tinyimagenet_build(path)
+    return _digest(["tinyimagenet", [item for item in listing if not item[0].startswith("test/")]]), \
+        lambda: _tinyimagenet_build(path)
 
 
 def _tinyimagenet_build(base: Path) -> Dataset:
@@ -363,14 +327,14 @@ def _tinyimagenet_build(base: Path) -> Dataset:
     names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) \
         if words.is_file() else {}
     classes = tuple(names.get(w, w).split(",")[0].strip() for w in classes_wnid)
-    mean, std = NORMALIZATION["tinyimagenet"]
+    mean, std = DATASETS["tinyimagenet"].normalization
     (train_x, train_y), (val_x, val_y) = _decode(train, base / "train"), _decode(val, base / "val")
     _same_size(train_x, test_x=val_x, train_file=train[0][0], test_file=val[0][0])
     return Dataset("tinyimagenet", train_x, train_y, val_x, val_y, classes=classes, mean=mean, std=std,
                    source=f"official tree {base}")
 
 
-def _digits():
+def _digits(root: Path, path: None):
     def build() -> Dataset:
         from sklearn.datasets import load_digits
 
@@ -392,6 +356,69 @@ def _digits():
     return _digest(["digits", sklearn.__version__]), build
 
 
+@dataclass(frozen=True)
+class Known:
+    """A named data set: what it is and where its files come from. ``folders``: the folders looked for
+    under the data root, in order, each with the archives that unpack into it; ``url`` / ``archive``:
+    the original download (checked against :data:`nmu.archives.PUBLISHED_MD5`); ``where``: the files
+    to put where, said when none is found (``{root}``: the data root); ``loader(root, folder found)
+    -> (cache key, build)``; ``base``: the data set it is a variant of."""
+
+    title: str
+    classes: int
+    train_per_class: int
+    shape: tuple[int, int, int]
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None
+    loader: Callable[[Path, Path | None], tuple[str, Callable[[], Dataset]]]
+    folders: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    url: str | None = None
+    archive: str | None = None
+    where: str = ""
+    base: str | None = None
+
+
+_CIFAR100 = dict(title="CIFAR-100", classes=100, train_per_class=500, shape=(3, 32, 32),
+                 normalization=((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+                 folders=(("cifar-100-python", ("cifar-100-python.tar.gz",)),
+                          ("cifar100-jpeg", ("cifar100-jpeg.tar.xz",))),
+                 url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", archive="cifar-100-python.tar.gz",
+                 where="  - the JPEG tree {root}/cifar100-jpeg/train/<fine_class>/*.jpg + test/<fine_class>/*.jpg "
+                       "(500 + 100 per class)\n    with classes.csv, or its archive {root}/cifar100-jpeg.tar.xz "
+                       "(`make data` unpacks ../shared/data/cifar100-jpeg.tar.xz into $NMU_DATA), or\n"
+                       "  - the pickled files {root}/cifar-100-python/train, {root}/cifar-100-python/test "
+                       "and {root}/cifar-100-python/meta,\n"
+                       "    or their archive {root}/cifar-100-python.tar.gz "
+                       "(https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz)")
+DATASETS: dict[str, Known] = {
+    "cifar10": Known(
+        "CIFAR-10", 10, 5000, (3, 32, 32), ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), _cifar10,
+        folders=(("cifar-10-batches-py", ("cifar-10-python.tar.gz",)), ("cifar10-jpeg", ("cifar10-jpeg.tar.xz",))),
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", archive="cifar-10-python.tar.gz",
+        where="  - the JPEG tree {root}/cifar10-jpeg/train/<class>/*.jpg + test/<class>/*.jpg (5,000 + 1,000 per "
+              "class),\n    or its archive {root}/cifar10-jpeg.tar.xz (`make data` unpacks "
+              "../shared/data/cifar10-jpeg.tar.xz into $NMU_DATA), or\n"
+              "  - the original batches {root}/cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta,\n"
+              "    or their archive {root}/cifar-10-python.tar.gz "
+              "(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz)"),
+    "cifar100": Known(**_CIFAR100, loader=_cifar100),
+    "cifar20": Known(**_CIFAR100 | {"title": "CIFAR-100 (20 coarse classes)"},
+                     loader=lambda root, path: _cifar100(root, path, coarse=True), base="cifar100"),
+    "tinyimagenet": Known(
+        "TinyImageNet-200", 200, 500, (3, 64, 64), ((0.4802, 0.4481, 0.3975), (0.2764, 0.2689, 0.2816)),
+        _tinyimagenet, folders=(("tiny-imagenet-200", ("tiny-imagenet-200.tar.xz", "tiny-imagenet-200.zip")),),
+        url="http://cs231n.stanford.edu/tiny-imagenet-200.zip", archive="tiny-imagenet-200.zip",
+        where="  - the official tree {root}/tiny-imagenet-200/wnids.txt, words.txt, train/<wnid>/images/*.JPEG\n"
+              "    (500 per class), val/images/*.JPEG (10,000) and val/val_annotations.txt, or\n"
+              "  - its archive {root}/tiny-imagenet-200.tar.xz (`make data` unpacks "
+              "../shared/data/tiny-imagenet-200.tar.xz into $NMU_DATA),\n"
+              "    or the official zip {root}/tiny-imagenet-200.zip (http://cs231n.stanford.edu/tiny-imagenet-200.zip)"),
+    "digits": Known("digits (scikit-learn, 8x8)", 10, 144, (1, 8, 8), None, _digits),
+}
+"""Every named data set, the one place a new one is added (its loader above): normalisation from
+docs/method.md, "Protocol" (``None``: computed from the training images). ``train_per_class`` is the
+official split's (digits: about, 1,438 training images in all)."""
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 def _digest(obj) -> str:
@@ -404,7 +431,7 @@ def _is_path(name) -> bool:
         return True
     if any(sep and sep in name for sep in ("/", os.sep, os.altsep)) or name.startswith((".", "~")):
         return True
-    return bool(name) and name not in KNOWN_NAMES and Path(name).is_dir()
+    return bool(name) and name not in known_names() and Path(name).is_dir()
 
 
 def _cached(path: Path, key: str, build) -> Dataset:

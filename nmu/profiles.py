@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from nmu.data import base_name
 from nmu.train import Recipe
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
@@ -92,28 +93,21 @@ class Profile:
         return {**self.presets.get("default", {}).get(method, {}), **setting.get(method, {}), **(overrides or {})}
 
     def arch_for(self, dataset: str) -> str:
-        return self.archs.get(_base(dataset), self.archs["*"])
+        return self.archs.get(base_name(dataset), self.archs["*"])
 
     def per_class_for(self, dataset: str) -> int | None:
         """Training images per class for ``dataset`` (None: all of them)."""
         if not isinstance(self.train_per_class, Mapping):
             return self.train_per_class
-        return self.train_per_class.get(_base(dataset), self.train_per_class.get("*"))
+        return self.train_per_class.get(base_name(dataset), self.train_per_class.get("*"))
 
     def recipe_for(self, dataset: str) -> Recipe:
-        return self.recipe.with_(**self.overrides.get(_base(dataset), {}))
+        return self.recipe.with_(**self.overrides.get(base_name(dataset), {}))
 
 
 def setting_name(dataset: str, kind: str) -> str:
     """``<dataset>-<kind>``, the key of a setting in a profile's presets (hardest shares random's)."""
     return f"{dataset}-{'random' if kind == 'hardest' else kind}"
-
-
-def _base(dataset: str) -> str:
-    """The dataset a variant is made from, for per-dataset lookups: ``cifar10-coarse`` -> ``cifar10``,
-    ``cifar20`` (CIFAR-100 with coarse labels) -> ``cifar100``."""
-    base = dataset.removesuffix("-coarse")
-    return "cifar100" if base == "cifar20" else base
 
 
 PROFILES: dict[str, Profile] = {

@@ -184,7 +184,7 @@ def test_cifar10_pickled_batches(tmp_path):
     assert ds.train_images.shape == (20, 3, 32, 32) and ds.test_labels.tolist() == [7, 8, 9]
     # CIFAR rows are channel planes of 32x32, row-major: pixel (c, y, x) = row[c*1024 + y*32 + x].
     assert ds.test_images[1, 2, 5, 7] == test_rows[1][2 * 1024 + 5 * 32 + 7]
-    assert ds.classes == CIFAR10_CLASSES and ds.mean == nmu_data.NORMALIZATION["cifar10"][0]
+    assert ds.classes == CIFAR10_CLASSES and ds.mean == nmu_data.DATASETS["cifar10"].normalization[0]
 
 
 def test_cifar100_and_cifar20(tmp_path):
@@ -277,13 +277,20 @@ def test_cifar10_from_an_image_folder_archive(tmp_path, official_counts):
     assert (root / "cache" / "cifar10.pt").is_file()
 
 
+def download_from(monkeypatch, name: str, url: str) -> None:
+    """Make ``name``'s original download come from ``url`` for one test."""
+    from dataclasses import replace
+
+    monkeypatch.setitem(nmu_data.DATASETS, name, replace(nmu_data.DATASETS[name], url=url))
+
+
 def test_missing_data_says_where_to_put_it(tmp_path, monkeypatch, no_network):
     with pytest.raises(DataNotFoundError, match=str(tmp_path / "cifar-100-python")):
         load_dataset("cifar100", tmp_path, download=False)
     with socket.socket() as closed:  # a loopback port nobody listens on: connection refused
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    monkeypatch.setattr(nmu_data, "CIFAR10_URL", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
+    download_from(monkeypatch, "cifar10", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
     monkeypatch.setattr(nmu_archives, "DOWNLOAD_BACKOFF", 0.0)
     with pytest.raises(DataNotFoundError, match="(?s)download failed.*refused"):
         load_dataset("cifar10", tmp_path)
@@ -409,13 +416,12 @@ def test_unpack_command_is_idempotent_and_detects_partial_trees(tmp_path, offici
 
 # ------------------------------------------------------------------- A2: download timeout, offline
 
-@pytest.mark.parametrize("name,url_constant", [("cifar10", "CIFAR10_URL"), ("tinyimagenet", "TINY_URL"),
-                                               ("cifar100", "CIFAR100_URL")])
-def test_download_from_a_silent_server_times_out(tmp_path, monkeypatch, no_network, name, url_constant):
+@pytest.mark.parametrize("name", ["cifar10", "tinyimagenet", "cifar100"])
+def test_download_from_a_silent_server_times_out(tmp_path, monkeypatch, no_network, name):
     silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
-    monkeypatch.setattr(nmu_data, url_constant, f"http://127.0.0.1:{silent.getsockname()[1]}/data.tar.gz")
+    download_from(monkeypatch, name, f"http://127.0.0.1:{silent.getsockname()[1]}/data.tar.gz")
     monkeypatch.setattr(nmu_archives, "DOWNLOAD_TIMEOUT", 0.5, raising=False)
     monkeypatch.setattr(nmu_archives, "DOWNLOAD_RETRIES", 2, raising=False)
     monkeypatch.setattr(nmu_archives, "DOWNLOAD_BACKOFF", 0.0, raising=False)
@@ -498,8 +504,9 @@ def test_download_retries_and_unpacks_the_original_archive(tmp_path, monkeypatch
     try:
         import hashlib
 
-        monkeypatch.setattr(nmu_data, "CIFAR10_URL", f"http://127.0.0.1:{server.server_port}/c10.tar.gz")
-        monkeypatch.setattr(nmu_data, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest(), raising=False)
+        download_from(monkeypatch, "cifar10", f"http://127.0.0.1:{server.server_port}/c10.tar.gz")
+        monkeypatch.setitem(nmu_archives.PUBLISHED_MD5, "cifar-10-python.tar.gz",
+                            hashlib.md5(archive.read_bytes()).hexdigest())
         monkeypatch.setattr(nmu_archives, "DOWNLOAD_TIMEOUT", 5.0, raising=False)
         monkeypatch.setattr(nmu_archives, "DOWNLOAD_BACKOFF", 0.0, raising=False)
         root = tmp_path / "root"
@@ -610,7 +617,7 @@ def test_cifar100_and_cifar20_from_the_jpeg_tree(tmp_path, official_counts, form
     c100 = load_dataset("cifar100", root, download=False)
     assert c100.classes == tuple(FINE_NAMES) and c100.classes.index("rocket") == 69
     assert c100.train_labels.bincount().tolist() == [2] * 100 and c100.test_labels.tolist() == list(range(100))
-    assert c100.mean == nmu_data.NORMALIZATION["cifar100"][0] and c100.train_images.shape == (200, 3, 32, 32)
+    assert c100.mean == nmu_data.DATASETS["cifar100"].normalization[0] and c100.train_images.shape == (200, 3, 32, 32)
     rocket = c100.train_images[c100.train_labels == 69][0].float()
     assert (rocket - written[("train", "rocket", 0)].float()).abs().max() <= 2  # JPEG of a flat image
     c20 = load_dataset("cifar20", root, download=False)
