@@ -103,8 +103,8 @@ $(PY) -m papermill $(1) $(RESULTS)/$(2).part.ipynb $(3) -p profile $(PROFILE) -p
 mv $(RESULTS)/$(2).part.ipynb $(RESULTS)/$(2).ipynb
 endef
 
-# The claims notebook reads the comparison notebooks' runs (and $(RESULTS)/search/ when present).
-$(DONE)/claims: $(DONE)/sample_wise $(DONE)/hardest $(DONE)/class_wise
+# The claims notebook reads the comparison notebooks' runs and the robustness notebook's common grid.
+$(DONE)/claims: $(DONE)/sample_wise $(DONE)/hardest $(DONE)/class_wise $(DONE)/robustness
 
 $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 	$(call papermill,$<,$*)
@@ -112,11 +112,18 @@ $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 	touch $@
 
 # The hyperparameter search that set the profile's presets (nmu/presets.yaml): every method's grid
-# (notebooks/params/search-$(PROFILE).yaml) on validation experiments, into $(RESULTS)/search/, whose
-# presets.yaml is what nmu/presets.yaml holds. Not part of `figures` (quick: 6 models and 180 runs,
-# 130 min on the 2-core CPU; results/README.md).
+# (notebooks/params/search-$(PROFILE).yaml) on validation experiments, one notebook per setting family
+# into $(RESULTS)/search/<family>/ (each a part to commit as it ends), whose presets.yaml files together
+# are the profile's section of nmu/presets.yaml. Not part of `figures` (quick: 3 x 6 models, 216 runs
+# and the extensions; times in results/README.md). `make search-random` runs one family.
+SEARCH_FAMILIES = $(shell $(PY) -c "import sys, yaml; print(*yaml.safe_load(open(sys.argv[1]))['settings'])" \
+	notebooks/params/search-$(PROFILE).yaml)
 search: $(STAMP) | data
-	$(call papermill,notebooks/search.ipynb,search,)
+	$(MAKE) $(addprefix search-,$(SEARCH_FAMILIES))
+
+search-%: $(STAMP) | data
+	@mkdir -p $(RESULTS)/search
+	$(call papermill,notebooks/search.ipynb,search/$*,-p family $*)
 
 # What `make figures PROFILE=...` would compute (models and runs, counted), without data or a GPU.
 plan: $(STAMP)

@@ -267,7 +267,8 @@ def rl(task: Task, *, lr: float = 1.8e-5, weight_decay: float = 4e-4, epochs: in
        head_reinit: bool = False) -> nn.Module:
     """RL / Amnesiac (Graves et al. 2021; Golatkar et al. 2020): give each D_f sample one random wrong
     label (fixed per sample, drawn with the task seed) and fine-tune on D_r + relabelled D_f shuffled
-    together. ``head_reinit`` first re-initialises the final linear layer (sub-class settings)."""
+    together. ``head_reinit`` first re-initialises the final linear layer (sub-class settings). This is
+    NatMU's variant (its `amnesiac.py`); SalUn's RL draws the labels over all classes and redraws them."""
     _need_classes(task, "rl")
     labels = random_wrong_labels(task.forget_labels, task.num_classes, task.seed)
     if head_reinit:
@@ -448,7 +449,8 @@ def scrub(task: Task, *, lr: float = 5e-4, weight_decay: float = 5e-4, epochs: i
     gamma 0.99, alpha 0.001.
 
     One small loop of its own (fit shuffles one stream; SCRUB alternates passes): one SGD optimiser
-    for the whole run, D_r with crop + flip, D_f un-augmented, bf16 autocast where the task's
+    for the whole run, D_r with crop + flip (the reference augments nothing: nmu's augmentation
+    policy, docs/method.md), D_f un-augmented, bf16 autocast where the task's
     precision says so. Kept deviation: nmu's per-step cosine decay to 0 over all max- and min-steps,
     as every fine-tuning method here (the reference's lr decay epochs lie beyond these 3 epochs)."""
     _check_positive(temperature=temperature, lr=lr, batch_size=batch_size, forget_batch_size=forget_batch_size)
@@ -493,8 +495,7 @@ def ssd(task: Task, *, alpha: float = 10.0, lam: float = 1.0, batch_size: int = 
     holding 10 % of the data) for anything to be dampened.
 
     The share of all weights the run changed is reported as ``task.info["ssd_dampened_share"]`` (a
-    column of the run's record): an ``alpha`` that dampens a large share is no longer selective
-    (quick preset: alpha 1 dampens about half of all weights, alpha 2 about 1 %)."""
+    column of the run's record): an ``alpha`` that dampens a large share is no longer selective."""
     _check_positive(alpha=alpha, lam=lam, batch_size=batch_size)
     n_d, n_f = len(task.data.train_labels), len(task.split.forget)
     if alpha >= n_d / n_f:
@@ -546,8 +547,9 @@ def bs(task: Task, *, lr: float = 1e-5, weight_decay: float = 0.0, epochs: int =
     alone do not pull the BatchNorm statistics away from those of training, see :func:`ga`), so
     each step attacks a new view of the sample. ``retain=True`` adds D_r (crop + flip, true labels)
     to the stream, like RL and SalUn: an option, not the reference. ``head_reinit`` re-initialises the
-    head after the frozen original is taken. Kept deviation: nmu's per-step cosine decay of the lr,
-    shared by every fine-tuning method (the reference keeps lr 1e-5 constant)."""
+    head after the frozen original is taken. Kept deviations: nmu's per-step cosine decay of the lr,
+    shared by every fine-tuning method (the reference keeps lr 1e-5 constant), and batch 128 (the
+    reference 64, SalUn's port 256)."""
     _need_classes(task, "bs")
     _check_positive(eps=eps)
     original = task.frozen_copy()

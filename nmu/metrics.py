@@ -275,6 +275,14 @@ def avg_gap(record: dict[str, float], retrain_record: dict[str, float], kind: st
     return float(np.mean([abs(record[c] - retrain_record[c]) for c in columns]))
 
 
+def forgetting_achieved(record: dict[str, float], original: dict[str, float], retrain: dict[str, float]) -> float:
+    """How far a run took D_f accuracy from the original's towards the retrained model's:
+    (original - run) / (original - retrain). 1 = as far as retraining, 0 = nothing forgotten, above 1 =
+    past retraining (D_f over-forgotten); NaN when the original and the retrained model agree."""
+    span = original["acc_forget"] - retrain["acc_forget"]
+    return float((original["acc_forget"] - record["acc_forget"]) / span) if span else float("nan")
+
+
 def records_to_frame(records: list[dict]) -> pd.DataFrame:
     """A DataFrame of records: other keys (method, seed, ...) first as first seen, then the metrics in
     :data:`METRIC_ORDER`."""

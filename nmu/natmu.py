@@ -13,7 +13,9 @@ Two choices the paper leaves open, made here:
 - **Class balance.** Every request is served by a distinct remaining image. Requests are served
   rank by rank (each sample's most probable wrong class first); when a class has fewer images
   left than requests, the samples that find it most probable get them and the others fall back
-  to their next most probable class not yet used. A sample never gets its own (super)class.
+  to their next most probable class not yet used. A sample never gets its own (super)class. (The
+  reference code caps each class at 0.98 |D_r| / C requests and moves the excess to a random rarely
+  requested class, which can fail; docs/method.md.)
 - **Fewer than K other classes** (C - 1 < K): classes are reused in rank order, each hybrid still
   with its own remaining image and mask. Hybrid k uses mask k mod 4.
 Hybrids are rounded to uint8 (at most 0.5/255 per pixel) so they join D_r in the trainer.

@@ -16,6 +16,7 @@ PROFILE=smoke`` leaves behind.
 from __future__ import annotations
 
 import argparse
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ class Setting:
     seeds: Seeds = (0,)
     overrides: Mapping[str, dict] = field(default_factory=dict)
     runs: bool = True
+    note: Mapping[str, Any] = field(default_factory=dict)
+    """What the setting stands for in its notebook (e.g. ``{"grid": "common", "factor": 3.0}``)."""
 
     @property
     def label(self) -> str:
@@ -133,19 +136,37 @@ def _quickstart(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
                   (p["seed"],))
 
 
+def first_axis(method: str) -> str:
+    """The hyperparameter a method's robustness is measured over: its learning rate (SSD, which does
+    not train: its selection threshold alpha)."""
+    return "lr" if "lr" in inspect.signature(METHODS[method]).parameters else "alpha"
+
+
+def _preset(profile: Profile, method: str, dataset: str, name: str) -> Any:
+    """``method``'s value of ``name`` under the profile's random-forgetting presets (else its code default)."""
+    return profile.hyperparameters(method, dataset, "random").get(
+        name, inspect.signature(METHODS[method]).parameters[name].default)
+
+
 def _robustness(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:
-    """First the reference rows alone, then NatMU over lr x delta, then each baseline over its values."""
-    def one(methods: tuple[str, ...], overrides: dict) -> Setting:
-        return Setting(profile, p["dataset"] or profile.dataset, 0, "random", p["fraction"], methods, (p["seed"],),
-                       overrides)
-    yield one((), {})
-    for lr in p["natmu_lrs"]:
-        for delta in p["deltas"]:
-            yield one(("natmu",), {"natmu": {"lr": lr, "delta": delta}})
-    for method, spec in p["search"].items():
-        for name, values in spec.items():
-            for v in values:
-                yield one((method,), {method: {name: v}})
+    """The reference rows alone; NatMU's lr x delta grid around its presets (the paper's figure); then
+    every method's first axis (:func:`first_axis`) times each of ``lr_factors`` around its own preset."""
+    dataset = p["dataset"] or profile.dataset
+
+    def one(method: str, overrides: dict, note: dict) -> Setting:
+        return Setting(profile, dataset, 0, "random", p["fraction"], (method,), (p["seed"],), {method: overrides}, note=note)
+
+    yield Setting(profile, dataset, 0, "random", p["fraction"], (), (p["seed"],))
+    lr, delta = _preset(profile, "natmu", dataset, "lr"), _preset(profile, "natmu", dataset, "delta")
+    for factor in p["lr_factors"]:
+        for offset in p["delta_offsets"]:
+            yield one("natmu", {"lr": lr * factor, "delta": round(delta + offset, 6)},
+                      {"grid": "natmu", "factor": factor, "offset": offset})
+    for method in p["methods"] or list(METHODS):
+        name = first_axis(method)
+        for factor in p["lr_factors"]:
+            yield one(method, {name: _preset(profile, method, dataset, name) * factor},
+                      {"grid": "common", "factor": factor, "hparam": name})
 
 
 def _hybrid_gallery(profile: Profile, p: Mapping[str, Any]) -> Iterator[Setting]:

@@ -274,7 +274,8 @@ class Report:
         row per run): ``runs`` (every metric), ``summary`` (per setting and method, the mean over
         experiment seeds and its 95 % CI, the seeds that failed counted apart), ``paired`` (NatMU minus each rival in Avg. Gap, paired by
         experiment seed), bars of ``metrics`` (``<name>``) and the Avg. Gap of each seed
-        (``<name>_seeds``). Returns the headline: Avg. Gap as "mean ± CI" with the main metrics."""
+        (``<name>_seeds``). Returns the headline: Avg. Gap as "mean ± CI" with the main metrics and the
+        forgetting achieved (1 = as far as retraining took D_f accuracy, 0 = nothing forgotten)."""
         summary = summarize(runs)
         self.table(runs.drop(columns=["hparams"]), "runs")
         self.table(summary, "summary")
@@ -282,8 +283,8 @@ class Report:
         panel = ["dataset", "split"]
         self.figure(metric_bars(summary, metrics, panel=panel, title=f"{title} ({spread_label(summary)})"), name)
         self.figure(seed_points(runs, "avg_gap", panel), f"{name}_seeds")
-        return with_ci(summary, ["avg_gap"])[[*panel, "method", "acc_test", "acc_forget", "mia_entropy", "avg_gap",
-                                              "n", "failed"]].round(2)
+        return with_ci(summary, ["avg_gap"])[[*panel, "method", "acc_test", "acc_forget", "mia_entropy",
+                                              "forgetting_achieved", "avg_gap", "n", "failed"]].round(2)
 
     def text(self, content: str, name: str) -> None:
         """Save ``content`` as the file ``name`` (e.g. ``presets.yaml``)."""

@@ -24,7 +24,7 @@ import pandas as pd
 from nmu import jobs
 from nmu.artefacts import cached_run, hyperparameters, record, reference_records, run_id
 from nmu.experiment import Experiment, check_seed
-from nmu.metrics import REFERENCES, avg_gap, records_to_frame
+from nmu.metrics import REFERENCES, avg_gap, forgetting_achieved, records_to_frame
 from nmu.models import Classifier
 from nmu.splits import Split
 from nmu.train import NonFiniteLossError
@@ -83,7 +83,9 @@ def run_setting(exp: Experiment, split: Split, methods: Sequence[str] | None = N
             rec = {**record(exp, split, method, seed, hp, float("nan"), {}, gold["seconds"]), "failed": failure}
         records.append(rec)
     for rec in records:
-        rec["avg_gap"] = float("nan") if "failed" in rec else avg_gap(rec, gold, split.kind)
+        failed = "failed" in rec
+        rec["avg_gap"] = float("nan") if failed else avg_gap(rec, gold, split.kind)
+        rec["forgetting_achieved"] = float("nan") if failed else forgetting_achieved(rec, original, gold)
     return records_to_frame(records)
 
 

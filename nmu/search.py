@@ -12,9 +12,12 @@ again; a winner still on an edge is flagged. The winner per family is the config
 lowest mean Avg. Gap to each validation experiment's own retrained model.
 
     search = Search.load("notebooks/params/search-quick.yaml")
-    table = search.run("quick")                  # one row per family, experiment, method, configuration
+    table = search.run("quick", families=["random"])  # one row per experiment, method, configuration
     winners = select(table, search)              # one row per family and method
-    section = search.presets(winners)            # the profile's section of nmu/presets.yaml
+    section = search.presets(winners)            # the family's part of nmu/presets.yaml's profile section
+
+``make search`` runs each family in a notebook of its own (``results/<profile>/search/<family>/``), so
+a long search is committed family by family; the profile's presets are the families' parts together.
 """
 
 from __future__ import annotations
@@ -172,21 +175,32 @@ class Search:
                     new.append(config)
         return new
 
-    def runs(self, methods: Sequence[str] | None = None) -> int:
+    def check_families(self, families: Sequence[str] | None = None) -> list[str]:
+        """``families`` (``None``: every family of the file), refused with the known ones if unknown."""
+        if families is None:
+            return list(self.settings)
+        unknown = [f for f in families if f not in self.settings]
+        if unknown:
+            raise ValueError(f"{self.path}: no setting family {unknown}; its families are {list(self.settings)}")
+        return list(families)
+
+    def runs(self, methods: Sequence[str] | None = None, families: Sequence[str] | None = None) -> int:
         """How many unlearning runs the grids make (before any extension)."""
         methods = methods or list(self.methods)
-        return len(self.exp_seeds) * sum(len(self.configurations(m, f)) for m in methods for f in self.settings)
+        return len(self.exp_seeds) * sum(len(self.configurations(m, f)) for m in methods
+                                         for f in self.check_families(families))
 
     def run(self, profile: str | Profile, methods: Sequence[str] | None = None,
-            executor: str | dict = "inline") -> pd.DataFrame:
-        """Every configuration of every method (``None``: the file's) on every validation experiment,
-        then the extension rounds: one row per run, its hyperparameters in ``config`` (JSON) and one
-        column each, ``round`` 0 for the grid. The profile's presets are not used: a run gets exactly
-        :meth:`hyperparameters`."""
+            executor: str | dict = "inline", families: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every configuration of every method (``None``: the file's) on every validation experiment of
+        each of ``families`` (``None``: all), then the extension rounds: one row per run, its
+        hyperparameters in ``config`` (JSON) and one column each, ``round`` 0 for the grid. The
+        profile's presets are not used: a run gets exactly :meth:`hyperparameters`."""
         bare = replace(get_profile(profile), presets={})
         methods = check_methods(list(methods or self.methods))
         tables = []
-        for family, setting in self.settings.items():
+        for family in self.check_families(families):
+            setting = self.settings[family]
             experiments = [Experiment(bare, setting["dataset"], seed=s, executor=executor) for s in self.exp_seeds]
             splits = [exp.split(setting["kind"], **{SPLIT_ARGS[setting["kind"]]: setting[SPLIT_ARGS[setting["kind"]]]})
                       for exp in experiments]

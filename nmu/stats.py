@@ -64,7 +64,7 @@ def per_experiment(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 
 
 def default_metrics(table: pd.DataFrame) -> list[str]:
-    return [c for c in (*METRIC_ORDER, "seconds", "rte_vs_retrain", "avg_gap") if c in table]
+    return [c for c in (*METRIC_ORDER, "seconds", "rte_vs_retrain", "avg_gap", "forgetting_achieved") if c in table]
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -80,17 +80,19 @@ def summarize(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.D
     return out[[c for m in metrics for c in (m, f"{m}_ci")] + ["n", "failed"]].reset_index()
 
 
-def gaps_to_retrain(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """``table`` with ``gap_<metric>`` = |metric - the retrained model's metric| added, the retrain
-    row being that of the same setting and experiment seed."""
+def gaps_to_retrain(table: pd.DataFrame, metrics: Sequence[str], signed: bool = False) -> pd.DataFrame:
+    """``table`` with ``gap_<metric>`` = |metric - the retrained model's metric| added (``signed``:
+    ``diff_<metric>`` = metric - the retrained model's), the retrain row being that of the same setting
+    and experiment seed."""
     table = table if "exp_seed" in table else table.assign(exp_seed=0)
     keys = _setting_keys(table) + ["exp_seed"]
     gold = table[table["method"] == "retrain"].set_index(keys)[list(metrics)]
     if gold.index.duplicated().any():
         raise ValueError("more than one retrain row for a setting and experiment seed")
     aligned = gold.reindex(pd.MultiIndex.from_frame(table[keys])).to_numpy(dtype=float)
-    gaps = np.abs(table[list(metrics)].to_numpy(dtype=float) - aligned)
-    return table.assign(**{f"gap_{m}": gaps[:, i] for i, m in enumerate(metrics)})
+    diffs = table[list(metrics)].to_numpy(dtype=float) - aligned
+    name, values = ("diff", diffs) if signed else ("gap", np.abs(diffs))
+    return table.assign(**{f"{name}_{m}": values[:, i] for i, m in enumerate(metrics)})
 
 
 def paired(table: pd.DataFrame, method: str = "natmu", metric: str = "avg_gap",

@@ -28,10 +28,10 @@ EXPECTED = {  # files each notebook must write into its out_dir
                 "summary.md", "paired.csv"],
     "over_forgetting": ["over_forgetting.png", "over_forgetting.pdf", "per_class_test_acc_change.csv",
                         "forget_prediction_shares.md"],
-    "robustness": ["robustness.png", "robustness.pdf", "natmu_grid.csv", "search.md"],
+    "robustness": ["robustness.png", "robustness.pdf", "natmu_grid.csv", "common_grid.csv"],
     "efficiency": ["efficiency.png", "efficiency.pdf", "efficiency.csv", "mia_entropy_distributions.png"],
     "claims": ["claims.csv", "claims.md", "avg_gap_paired.csv", "avg_gap_paired.png", "over_forgetting_paired.csv",
-               "run_time.csv"],
+               "run_time.csv", "claims_per_setting.csv", "forgetting_profile.csv", "robustness.csv"],
     "search": ["search.csv", "selected.md", "presets.yaml", "search.png"],
 }
 NOT_FIGURES = ("search",)
