@@ -149,7 +149,6 @@ def test_select_flags_edge_winners_and_ranks_failed_configurations_last():
     assert winner["edge"] == "lr, weight_decay" and winner["failed_configs"] == 1
 
 
-@pytest.mark.xfail(reason="issue 24: the quick search under the new rule is being run family by family", strict=False)
 def test_quick_presets_are_the_committed_search_output():
     """nmu/presets.yaml's quick section is exactly what `make search` selected: the presets.yaml of every
     family's folder under results/quick/search/, together."""
