@@ -21,7 +21,7 @@ ifneq ($(findstring $(space),$(RESULTS)),)
 $(error RESULTS="$(RESULTS)" has a space, which make cannot handle in file names; choose a folder without one)
 endif
 
-.PHONY: venv data figures smoke search plan test bench cost paper-check paper-carry paper-ledger lab clean clean-cache
+.PHONY: venv data figures preflight smoke search plan test bench cost paper-check paper-carry paper-ledger lab clean clean-cache
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -32,8 +32,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# Real data sets for offline machines: unpack every known archive found at $(SHARED_DATA)
-# (cifar10-jpeg, cifar100-jpeg, tiny-imagenet-200 .tar.xz) into the data root $(NMU_DATA), each
+# Real data sets for offline machines: unpack the archives of the data sets $(PROFILE) uses found at
+# $(SHARED_DATA) (quick: cifar10-jpeg, cifar100-jpeg; paper: also tiny-imagenet-200; smoke: none, its
+# digits come with scikit-learn) into the data root $(NMU_DATA), each
 # through a temporary folder under a lock, checked against its official image counts, then renamed
 # into place. A second run only checks; a partial tree there is reported (with what to delete), not
 # used. With internet, nmu downloads the original files itself, so a missing default SHARED_DATA is
@@ -41,7 +42,8 @@ $(STAMP): requirements.txt pyproject.toml
 # nmu/__init__ has already imported; harmless here.)
 data: $(STAMP)
 	$(PY) -W "ignore:'nmu.archives' found in sys.modules:RuntimeWarning" -m nmu.archives unpack "$(SHARED_DATA)" \
-		--root "$(NMU_DATA)" $(if $(filter file,$(origin SHARED_DATA)),--missing-ok)
+		--root "$(NMU_DATA)" $(if $(filter file,$(origin SHARED_DATA)),--missing-ok) --only $(PROFILE_ARCHIVES)
+PROFILE_ARCHIVES = $(shell $(PY) -c "from nmu.profiles import get_profile; print(*get_profile('$(PROFILE)').archives())")
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -90,23 +92,32 @@ DONE := $(RESULTS)/.done
 
 figures: $(NOTEBOOKS:%=$(DONE)/%)
 
+# What `figures` says first: this machine (precision, threads, speed), whether it reproduces the results
+# in $(RESULTS) (computed with the precision and threads their manifests record), and the time it will take.
+preflight: $(STAMP)
+	@$(PY) -m nmu.cost --profile $(PROFILE) --results $(RESULTS)
+
 # Every notebook under the smoke profile (8x8 digits, seconds per notebook) into results/smoke/.
 smoke:
 	$(MAKE) figures PROFILE=smoke
 
 # $(call papermill,NOTEBOOK,NAME,EXTRA_ARGS): execute NOTEBOOK into $(RESULTS)/NAME.ipynb and its
 # outputs into $(RESULTS)/NAME/, through a .part file so an interrupted run leaves no half notebook.
-# $(EXECUTOR) goes, as YAML, to every notebook whose parameters declare an executor.
+# $(EXECUTOR) goes, as YAML, to every notebook whose parameters declare an executor. Progress bars
+# (models, runs, with ETAs) go to this terminal, not into the executed notebook (NMU_PROGRESS=terminal),
+# and nmu.scrub leaves no path of this machine in it.
 define papermill
 @mkdir -p $(RESULTS)
-$(PY) -m papermill $(1) $(RESULTS)/$(2).part.ipynb $(3) -p profile $(PROFILE) -p out_dir $(RESULTS)/$(2) $(if $(shell grep -l '"executor' $(1)),-y "executor: $(EXECUTOR)") --log-level WARNING
+NMU_PROGRESS=$${NMU_PROGRESS:-terminal} $(PY) -m papermill $(1) $(RESULTS)/$(2).part.ipynb $(3) -p profile $(PROFILE) -p out_dir $(RESULTS)/$(2) $(if $(shell grep -l '"executor' $(1)),-y "executor: $(EXECUTOR)") --log-level WARNING
+$(PY) -m nmu.scrub $(RESULTS)/$(2).part.ipynb
 mv $(RESULTS)/$(2).part.ipynb $(RESULTS)/$(2).ipynb
 endef
 
 # The claims notebook reads the comparison notebooks' runs and the robustness notebook's common grid.
 $(DONE)/claims: $(DONE)/sample_wise $(DONE)/hardest $(DONE)/class_wise $(DONE)/robustness
 
-$(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
+$(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data preflight
+	@echo "== make figures: notebook $$(( $$(ls $(DONE) 2>/dev/null | wc -l) + 1 )) of $(words $(NOTEBOOKS)), $* ($(PROFILE) profile) -> $(RESULTS)/$*/"
 	$(call papermill,$<,$*)
 	@mkdir -p $(DONE)
 	touch $@
@@ -114,7 +125,7 @@ $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data
 # The hyperparameter search that set the profile's presets (nmu/presets.yaml): every method's grid
 # (notebooks/params/search-$(PROFILE).yaml) on validation experiments, one notebook per setting family
 # into $(RESULTS)/search/<family>/ (each a part to commit as it ends), whose presets.yaml files together
-# are the profile's section of nmu/presets.yaml. Not part of `figures` (quick: 3 x 6 models, 216 runs
+# are the profile's section of nmu/presets.yaml. Not part of `figures` (quick: 6 models, 216 runs
 # and the extensions; times in results/README.md). `make search-random` runs one family.
 SEARCH_FAMILIES = $(shell $(PY) -c "import sys, yaml; print(*yaml.safe_load(open(sys.argv[1]))['settings'])" \
 	notebooks/params/search-$(PROFILE).yaml)
@@ -129,14 +140,17 @@ search-%: $(STAMP) | data
 plan: $(STAMP)
 	$(PY) -m nmu.plan --profile $(PROFILE)
 
-# JupyterLab on the notebook templates; as root (containers, GPU cloud machines) it needs --allow-root.
+# JupyterLab on the repository, opening index.ipynb: links to every notebook template (notebooks/) and
+# every executed result (results/). As root (containers, GPU cloud machines) it needs --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. index.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-# Removes build litter and half-written notebooks (of results/ and $(RESULTS)); results/, .venv and
+# Removes build litter, half-written notebooks and the work folders of interrupted notebook runs
+# (.<name>.partial-<writer>/ whose process is gone, under results/ and $(RESULTS)); results/, .venv and
 # the data root (datasets, checkpoints) stay: `make clean-cache` empties the cache.
 clean:
 	rm -rf .pytest_cache build *.egg-info results/*/*.part.ipynb $(RESULTS)/*.part.ipynb
+	test ! -x $(PY) || $(PY) -m nmu.report clean results $(RESULTS)
 	find . -path ./$(VENV) -prune -o -name __pycache__ -prune -exec rm -rf {} +
 
 # Deletes the data root's decoded data sets (cache/) and trained models (checkpoints/), each only if

@@ -416,9 +416,10 @@ def locate(root: Path, options: list[tuple[str, tuple[str, ...]]], online: tuple
 # ---------------------------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m nmu.archives unpack DIR [--root ROOT] [--missing-ok]``: unpack every known archive
-    in DIR (see :data:`ARCHIVES`) into the data root, safely and idempotently; exit status 1 if any
-    is incomplete or refused, or if DIR does not exist (unless ``--missing-ok``)."""
+    """``python -m nmu.archives unpack DIR [--root ROOT] [--missing-ok] [--only ARCHIVE ...]``: unpack
+    every known archive in DIR (see :data:`ARCHIVES`; with ``--only``, those named) into the data root,
+    safely and idempotently; exit status 1 if any is incomplete or refused, or if DIR does not exist
+    (unless ``--missing-ok``)."""
     parser = argparse.ArgumentParser(prog="python -m nmu.archives", description="nmu's data set archives")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("unpack", help="unpack every known archive found in DIR into the data root")
@@ -426,14 +427,18 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--root", type=_folder_argument, default=None,
                      help="data root (default: $NMU_DATA, see nmu.storage)")
     cmd.add_argument("--missing-ok", action="store_true", help="a DIR that does not exist means nothing to unpack")
+    cmd.add_argument("--only", nargs="*", metavar="ARCHIVE", default=None,
+                     help="unpack only these archive names (make data: the profile's, nmu.profiles.Profile.archives)")
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         print(f"nmu: no folder {args.dir}" + ("; nothing to unpack" if args.missing_ok else
               " (make data: set SHARED_DATA to the folder holding the archives)"), file=sys.stderr)
         return 0 if args.missing_ok else 1
-    found = sorted(p for p in args.dir.glob("*") if p.name in ARCHIVES)
+    wanted = set(ARCHIVES) if args.only is None else set(args.only) & set(ARCHIVES)
+    found = sorted(p for p in args.dir.glob("*") if p.name in wanted)
     if not found:
-        print(f"nmu: no known archive ({', '.join(sorted(ARCHIVES))}) in {args.dir}; nothing to unpack")
+        print(f"nmu: no archive of {', '.join(sorted(wanted)) or 'any data set asked for'} in {args.dir}; "
+              "nothing to unpack")
         return 0
     try:
         root = args.root.expanduser().resolve() if args.root else data_root()

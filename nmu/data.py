@@ -52,7 +52,7 @@ import torch
 
 from nmu.archives import (IMAGE_SUFFIXES, PUBLISHED_MD5, DataNotFoundError, IncompleteDataError, check_tree,
                           describe, fix_hint, locate, offline, scan_tree)
-from nmu.storage import data_root, load_tensors, progress_enabled, save_tensors
+from nmu.storage import data_root, load_tensors, progress_bar, save_tensors
 
 # The 20 CIFAR-100 superclasses in the order of the official ``meta`` file's coarse_label_names.
 CIFAR100_COARSE_CLASSES = (
@@ -585,13 +585,11 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def _decode(files: list[tuple[Path, int]], where: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode ``files`` as RGB into one uint8 (N, 3, H, W) tensor; all must have the first one's size."""
-    from tqdm.auto import tqdm
-
     where = where or files[0][0].parent.parent
     first = _read_rgb(files[0][0])
     out = np.empty((len(files), 3) + first.shape[:2], dtype=np.uint8)
-    for i, (f, _) in enumerate(tqdm(files, desc=f"decode {where.name}", unit="img", mininterval=1.0, leave=False,
-                                    disable=not progress_enabled())):
+    for i, (f, _) in enumerate(progress_bar(iterable=files, desc=f"decode {where.name}", unit="img", mininterval=1.0,
+                                            leave=False)):
         img = first if i == 0 else _read_rgb(f)
         if img.shape != first.shape:
             raise ValueError(f"images under {where} differ in size: {files[0][0]} is "

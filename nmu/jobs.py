@@ -52,7 +52,7 @@ from nmu.artefacts import cached_run, reference_records, run_id, targets
 from nmu.cache import checkpoint_key, is_cached
 from nmu.experiment import Experiment
 from nmu.splits import Split
-from nmu.storage import data_root, progress_enabled
+from nmu.storage import data_root, progress_bar, progress_enabled
 from nmu.train import NonFiniteLossError, default_device
 
 KINDS = ("inline", "local", "slurm")
@@ -364,9 +364,7 @@ def _stage_folder(folder: Path, name: str) -> Path:
 def _run_stage(ex: Executor, specs: list[JobSpec], folder: Path, name: str, threads: int, progress: bool
                ) -> list[tuple[JobSpec, Any, dict | None, BaseException | None]]:
     """Run ``specs`` as jobs and wait for all; ``[(spec, job, result or None, error or None)]``."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(specs), desc=f"{name} jobs ({ex.kind})", unit="job", disable=not progress)
+    bar = progress_bar(progress=progress, total=len(specs), desc=f"{name} jobs ({ex.kind})", unit="job")
     try:
         jobs = _run_slurm(ex, specs, folder, name, bar) if ex.kind == "slurm" else \
             _run_local(ex, specs, folder, threads, bar)

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 import nmu  # noqa: F401  (registers the methods)
+from nmu.cost import preflight
 from nmu.experiment import Experiment
 from nmu.profiles import Profile, get_profile
 from nmu.report import REPO, declared_parameters
@@ -221,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     trainings = sum(a.kind != "unlearn" for a in everything)
     print(f"\n{trainings} trainings of {profile.recipe.epochs} epochs; models: "
           + ", ".join(sorted({f'{d}: {profile.arch_for(d)}' for d in {a.dataset for a in everything}})))
+    print()
+    for line in preflight(profile, REPO / "results" / profile.name):
+        print(line)
     if args.list:
         print()
         for a in everything:

@@ -37,10 +37,26 @@ def _colors(methods: list[str]) -> list[str]:
     return [colors.get(m, "#1f77b4") for m in methods]
 
 
-def spread_label(table: pd.DataFrame) -> str:
-    """What the error bars of a summary over experiment seeds show: a 95 % CI, or nothing with one seed."""
+def spread_label(table: pd.DataFrame, seeds=None) -> str:
+    """What the error bars of a summary over experiment seeds show: a 95 % CI, or nothing with one seed
+    (named when ``seeds``, the experiment seeds of the table, holds one)."""
     n = table["n"].max() if "n" in table else 1
-    return "mean ± 95 % CI over experiment seeds" if n > 1 else "one experiment seed, no interval"
+    if n > 1:
+        return "mean ± 95 % CI over experiment seeds"
+    seeds = sorted({int(s) for s in seeds}) if seeds is not None else []
+    return f"experiment seed {seeds[0]}, no interval" if len(seeds) == 1 else "one experiment seed, no interval"
+
+
+def experiment_title(exp, split=None, unlearn_seed: int | None = None) -> str:
+    """What a figure of one experiment shows, for its title: dataset / architecture, the forget split
+    (if given), the experiment seed (init, data order and split seeds, when they differ) and the
+    unlearning seed (if given), e.g. ``cifar10 / smallcnn16, random 10% (class-balanced), experiment seed 0``."""
+    seeds = {exp.init_seed, exp.data_seed, exp.split_seed}
+    seed = (f"experiment seed {exp.init_seed}" if len(seeds) == 1 else
+            f"experiment seeds init/data/split {exp.init_seed}/{exp.data_seed}/{exp.split_seed}")
+    parts = [f"{exp.data.name} / {exp.arch}", *([split.description] if split is not None else []), seed,
+             *([f"unlearning seed {unlearn_seed}"] if unlearn_seed is not None else [])]
+    return ", ".join(parts)
 
 
 ABSOLUTE = ("avg_gap", "kl_forget", "kl_test", "seconds", "rte_vs_retrain")
@@ -105,9 +121,9 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
 
 
-def class_shares(data, splits: list) -> plt.Figure:
+def class_shares(data, splits: list, exp_seed: int | None = None) -> plt.Figure:
     """Bars of each class's share (%) of the forgetting set of each split (e.g. the hardest samples),
-    against the class-balanced share."""
+    against the class-balanced share; ``exp_seed``: the experiment the splits are of, for the title."""
     labels = data.train_labels.numpy()
     shares = pd.DataFrame({s.description: np.bincount(labels[s.forget], minlength=data.num_classes) / len(s.forget) * 100
                            for s in splits}, index=data.classes)
@@ -116,7 +132,8 @@ def class_shares(data, splits: list) -> plt.Figure:
     ax.tick_params(axis="x", labelsize=6 if many else 8)
     ax.axhline(100 / data.num_classes, color="grey", ls="--", lw=0.8, label="class-balanced")
     ax.set_ylabel("% of the forgetting set")
-    ax.set_title(f"{data.name}: class make-up of the hardest samples")
+    seed = f", experiment seed {exp_seed}" if exp_seed is not None else ""
+    ax.set_title(f"{data.name}{seed}: class make-up of the hardest samples")
     ax.legend(fontsize=8)
     return ax.figure
 
@@ -124,7 +141,8 @@ def class_shares(data, splits: list) -> plt.Figure:
 def seed_points(table: pd.DataFrame, metric: str = "avg_gap", panel: str | list[str] = "split",
                 title: str = "") -> plt.Figure:
     """One panel per value of ``panel``: ``metric`` of each method, a dot per experiment seed (its
-    runs averaged) and the mean with its 95 % confidence interval (:mod:`nmu.stats`)."""
+    runs averaged) and the mean with its 95 % confidence interval (:mod:`nmu.stats`). ``title``, what
+    the runs are (e.g. their settings and hyperparameters), heads the figure's own title line."""
     per_exp = per_experiment(table, [metric])
     summary = summarize(table, [metric])
     keys = [panel] if isinstance(panel, str) else list(panel)
@@ -148,8 +166,9 @@ def seed_points(table: pd.DataFrame, metric: str = "avg_gap", panel: str | list[
         ax.set_title(name, fontsize=9)
         ax.set_ylabel(LABELS.get(metric, metric), fontsize=8)
         ax.grid(axis="y", lw=0.3)
-    fig.suptitle(title or f"{LABELS.get(metric, metric)}: a dot per experiment seed, {spread_label(summary)}",
-                 fontsize=10)
+    seeds = table["exp_seed"].unique() if "exp_seed" in table else None
+    what = f"{LABELS.get(metric, metric)}: a dot per experiment seed, {spread_label(summary, seeds)}"
+    fig.suptitle(f"{title}\n{what}" if title else what, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from nmu.data import base_name
+from nmu.data import DATASETS, base_name
 from nmu.train import Recipe
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
@@ -103,6 +103,15 @@ class Profile:
 
     def recipe_for(self, dataset: str) -> Recipe:
         return self.recipe.with_(**self.overrides.get(base_name(dataset), {}))
+
+    def datasets(self) -> tuple[str, ...]:
+        """Every data set the profile's notebooks read, by base name (cifar20 is cifar100's images)."""
+        names = (self.dataset, *self.sample_wise, self.class_wise.full, self.class_wise.coarse)
+        return tuple(dict.fromkeys(base_name(n) for n in names))
+
+    def archives(self) -> tuple[str, ...]:
+        """The archive file names ``make data`` unpacks for this profile (its data sets' in :data:`DATASETS`)."""
+        return tuple(a for d in self.datasets() for _, names in DATASETS[d].folders for a in names)
 
 
 def setting_name(dataset: str, kind: str) -> str:

@@ -23,23 +23,34 @@ from typing import Any
 import pandas as pd
 import torch
 
+from nmu.cost import device_name, machine
+from nmu.data import known_names
 from nmu.plots import metric_bars, seed_points, spread_label
 from nmu.profiles import PROFILES, get_profile
 from nmu.stats import paired, summarize, with_ci
-from nmu.storage import atomic_write, writer_gone, writer_tag
+from nmu.storage import atomic_write, shown, writer_gone, writer_tag
 from nmu.train import default_device, gpu_mode
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotlib", "seaborn", "papermill")
 
 
 def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
-    """Save ``fig`` as ``<out_dir>/<name>.png`` (150 dpi) and ``.pdf``."""
+    """Save ``fig`` as ``<out_dir>/<name>.png`` (150 dpi) and ``.pdf``, each with the figure's title
+    (:func:`figure_title`) as its ``Title`` metadata, so a file says what it shows wherever it is copied."""
     paths = []
+    title = figure_title(fig)
+    metadata = {"Title": title} if title else None
     for ext in ("png", "pdf"):
         path = Path(out_dir) / f"{name}.{ext}"
-        atomic_write(path, lambda tmp, e=ext: fig.savefig(tmp, format=e, dpi=150, bbox_inches="tight"))
+        atomic_write(path, lambda tmp, e=ext: fig.savefig(tmp, format=e, dpi=150, bbox_inches="tight",
+                                                          metadata=metadata))
         paths.append(path)
     return paths
+
+
+def figure_title(fig) -> str:
+    """A figure's title: its suptitle, else the title of its one axes (or of its first that has one)."""
+    return fig.get_suptitle() or next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
 
 
 def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str = ".2f") -> list[Path]:
@@ -70,7 +81,7 @@ def environment() -> dict[str, Any]:
     on a GPU the cuDNN mode and CUDA graphs, :func:`nmu.train.gpu_mode`)."""
     gpu = gpu_mode(default_device())
     return {"git_commit": _git_commit(), "packages": _versions(), "python": platform.python_version(),
-            "device": _device(), "torch_threads": torch.get_num_threads(), **({"gpu": gpu} if gpu else {})}
+            "device": device_name(), "torch_threads": torch.get_num_threads(), **({"gpu": gpu} if gpu else {})}
 
 
 def _git_commit() -> str:
@@ -100,12 +111,6 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _device() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-
-
 REPO = Path(__file__).resolve().parent.parent
 """The source checkout (relative ``out_dir`` values resolve against it, not the kernel's cwd)."""
 PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
@@ -133,7 +138,8 @@ def start(notebook: str, namespace: dict[str, Any]) -> Report:
     type comment's, e.g. ``methods = None  # type: list[str]|None``, which papermill reads too;
     elements of a list are checked against ``list[...]`` or the default's elements) is an error
     naming the expected type. ``profile`` must be a profile's name. ``out_dir`` = None means
-    ``results/<profile>/<notebook>``; a relative one is taken from the repository root. An
+    :func:`default_out_dir` (``results/<profile>/<notebook>``, or ``results/<profile>/<dataset>/<notebook>``
+    on data other than the profile's); a relative one is taken from the repository root. An
     ``out_dir`` that :class:`Report` may not replace is refused here, before anything is computed."""
     given = {k: v for k, v in namespace.items()
              if not k.startswith("_") and k not in IPYTHON_NAMES and isinstance(v, PLAIN)}
@@ -152,9 +158,33 @@ def start(notebook: str, namespace: dict[str, Any]) -> Report:
         get_profile(given["profile"])
     out_dir = given.get("out_dir")
     if out_dir is None:
-        out_dir = Path("results") / str(given.get("profile", "default")) / notebook
+        out_dir = default_out_dir(notebook, given)
     out_dir = Path(out_dir).expanduser()
     return Report(notebook, given, out_dir if out_dir.is_absolute() else REPO / out_dir)
+
+
+def default_out_dir(notebook: str, parameters: dict[str, Any]) -> Path:
+    """Where a notebook's outputs go when its ``out_dir`` is None, relative to the repository root:
+    ``results/<profile>/<notebook>`` on the profile's own data (``dataset`` None or the profile's
+    dataset; ``datasets`` None or the profile's sample-wise datasets), else
+    ``results/<profile>/<dataset>/<notebook>`` (several: ``<a>+<b>``; an image-folder tree: its folder's
+    name), so that a run on other data never replaces the profile's results."""
+    profile = str(parameters.get("profile", "default"))
+    own = PROFILES.get(profile)
+    other = []
+    if parameters.get("dataset") is not None and (own is None or parameters["dataset"] != own.dataset):
+        other.append(parameters["dataset"])
+    if parameters.get("datasets") is not None and (own is None or set(parameters["datasets"]) != set(own.sample_wise)):
+        other.extend(parameters["datasets"])
+    folder = Path("results") / profile
+    if other:
+        folder /= "+".join(dict.fromkeys(_data_folder_name(str(d)) for d in other))
+    return folder / notebook
+
+
+def _data_folder_name(dataset: str) -> str:
+    """A dataset's name in a results path: a known name as it is, a folder tree by its folder's name."""
+    return dataset if dataset in known_names() else Path(dataset).expanduser().resolve().name or "data"
 
 
 def declared_parameters(template: Path) -> dict[str, tuple[Any, str | None]] | None:
@@ -230,11 +260,7 @@ class Report:
         self.start = time.time()
         self._check_out_dir()
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        partial = re.compile(rf"\.{re.escape(self.out_dir.name)}\.partial-(?:([0-9a-f]{{8}})-)?(\d+)")
-        for stale in self.out_dir.parent.iterdir():
-            match = partial.fullmatch(stale.name)
-            if match and writer_gone(match[1], int(match[2]), stale, PARTIAL_MAX_AGE):
-                shutil.rmtree(stale, ignore_errors=True)
+        remove_stale_partials(self.out_dir.parent, self.out_dir.name)
         self.work = self.out_dir.parent / f".{self.out_dir.name}.partial-{writer_tag()}"
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir()
@@ -281,8 +307,10 @@ class Report:
         self.table(summary, "summary")
         self.table(paired(runs, "natmu") if "natmu" in set(runs["method"]) else pd.DataFrame(), "paired")
         panel = ["dataset", "split"]
-        self.figure(metric_bars(summary, metrics, panel=panel, title=f"{title} ({spread_label(summary)})"), name)
-        self.figure(seed_points(runs, "avg_gap", panel), f"{name}_seeds")
+        about = f"{title}, {hyperparameters_note(self.parameters)}"
+        spread = spread_label(summary, runs["exp_seed"].unique() if "exp_seed" in runs else None)
+        self.figure(metric_bars(summary, metrics, panel=panel, title=f"{about} ({spread})"), name)
+        self.figure(seed_points(runs, "avg_gap", panel, title=about), f"{name}_seeds")
         return with_ci(summary, ["avg_gap"])[[*panel, "method", "acc_test", "acc_forget", "mia_entropy",
                                               "forgetting_achieved", "avg_gap", "n", "failed"]].round(2)
 
@@ -291,11 +319,14 @@ class Report:
         atomic_write(self.work / name, lambda tmp: tmp.write_text(content))
 
     def finish(self, **extra: Any) -> None:
-        """Write ``manifest.json`` (commit, packages, device, threads, parameters, wall time) and put
-        this run's folder in place of ``out_dir``."""
+        """Write ``manifest.json`` (commit, packages, device, threads, parameters, wall time, and the
+        machine: precision and a calibration, :func:`nmu.cost.machine`, timed after the wall time) and
+        put this run's folder in place of ``out_dir``."""
+        wall = round(time.time() - self.start, 1)
         body = {"notebook": self.notebook, "parameters": self.parameters, **environment(),
+                "machine": machine(self.parameters.get("profile", "quick")),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.start)),
-                "wall_seconds": round(time.time() - self.start, 1), **extra}
+                "wall_seconds": wall, **extra}
         atomic_write(self.work / "manifest.json",
                      lambda tmp: tmp.write_text(json.dumps(body, indent=2, default=str) + "\n"))
         try:
@@ -307,7 +338,16 @@ class Report:
             os.replace(self.out_dir, old)
         os.replace(self.work, self.out_dir)
         shutil.rmtree(old, ignore_errors=True)
-        print(f"{self.notebook}: outputs in {self.out_dir}")
+        print(f"{self.notebook}: outputs in {shown(self.out_dir)}")
+
+
+def hyperparameters_note(parameters: dict[str, Any]) -> str:
+    """Which hyperparameters a comparison ran with, for its figures' titles: the profile's presets and
+    the notebook's ``overrides`` of them, e.g. ``quick presets with natmu head_reinit=False``."""
+    overrides = parameters.get("overrides") or {}
+    changed = "; ".join(f"{method} " + ", ".join(f"{k}={v}" for k, v in values.items())
+                        for method, values in overrides.items() if values)
+    return f"{parameters.get('profile', 'quick')} presets" + (f" with {changed}" if changed else "")
 
 
 def _manifest_notebook(folder: Path) -> str | None:
@@ -317,3 +357,34 @@ def _manifest_notebook(folder: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
 
+
+def remove_stale_partials(folder: Path, name: str | None = None) -> list[Path]:
+    """Delete the work folders (``.<name>.partial-<writer>``) in ``folder`` of notebook runs whose writer
+    is gone (:func:`nmu.storage.writer_gone`); ``name``: one notebook's out_dir name, else every one."""
+    pattern = re.compile(rf"\.({re.escape(name) if name else '.+'})\.partial-(?:([0-9a-f]{{8}})-)?(\d+)")
+    removed = []
+    for stale in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = pattern.fullmatch(stale.name)
+        if match and writer_gone(match[2], int(match[3]), stale, PARTIAL_MAX_AGE):
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m nmu.report clean FOLDER...`` (``make clean``): remove the work folders of interrupted
+    notebook runs in each FOLDER and its subfolders."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m nmu.report")
+    ap.add_argument("command", choices=["clean"])
+    ap.add_argument("folders", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    for folder in args.folders:
+        for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir() and ".partial-" not in str(p))]:
+            for path in remove_stale_partials(sub):
+                print(f"nmu: removed {path}, the work folder of an interrupted notebook run")
+
+
+if __name__ == "__main__":
+    main()

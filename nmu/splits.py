@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,14 @@ def random_split(labels: torch.Tensor | np.ndarray, fraction: float, seed: int) 
     rng = np.random.default_rng(seed)
     forget = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: round(fraction * np.sum(y == c))]
                              for c in np.unique(y)])
+    if forget.size == 0:
+        sizes = np.unique(y, return_counts=True)[1]
+        big, small = int(sizes.max()), int(sizes.min())
+        every = (f", or fraction >= {smallest_fraction(small):g} for one of every class (the smallest has {small})"
+                 if small < big else "")
+        raise ValueError(f"the forget set is empty: a random {fraction:g} of each class rounds to no sample "
+                         f"(round(fraction * class size); the largest class has {big} training samples). Use "
+                         f"fraction >= {smallest_fraction(big):g}, the smallest that forgets a sample{every}")
     return _complement("random", forget, len(y), f"random {fraction:.0%} (class-balanced)")
 
 
@@ -128,6 +137,10 @@ def hardest_split(scores: torch.Tensor | np.ndarray, fraction: float) -> Split:
     if not np.all(np.isfinite(s)):
         raise ValueError("difficulty scores contain NaN or inf")
     k = round(fraction * len(s))
+    if k == 0:
+        raise ValueError(f"the forget set is empty: the hardest {fraction:g} of {len(s)} training samples rounds "
+                         f"to none (round(fraction * {len(s)})). Use fraction >= {smallest_fraction(len(s)):g}, "
+                         "the smallest that forgets a sample")
     forget = np.lexsort((np.arange(len(s)), -s))[:k]  # highest score first, ties by lower index
     return _complement("hardest", forget, len(s), f"hardest {fraction:.0%} by mean training loss")
 
@@ -148,6 +161,17 @@ def subclass_split(fine_labels: torch.Tensor | np.ndarray | None, fine_class: st
     c = _class_index(fine_class, fine_classes)
     y = _labels(fine_labels)
     return _complement("subclass", np.flatnonzero(y == c), len(y), f"sub-class {fine_classes[c]!r}")
+
+
+def smallest_fraction(n: int, digits: int = 3) -> float:
+    """The smallest fraction of ``digits`` significant digits that the splits round to at least one of
+    ``n`` samples (``round(fraction * n) >= 1``; Python rounds 0.5 to 0, so it is just above ``0.5 / n``)."""
+    exact = 0.5 / n
+    decimals = digits - 1 - math.floor(math.log10(exact))
+    fraction = math.floor(exact * 10 ** decimals) / 10 ** decimals
+    while round(fraction * n) < 1:
+        fraction = round(fraction + 10 ** -decimals, decimals)
+    return fraction
 
 
 def _complement(kind: str, forget: np.ndarray, n: int, description: str) -> Split:

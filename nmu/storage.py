@@ -67,6 +67,13 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 """The source checkout nmu runs from (if it is one: it has a ``pyproject.toml``)."""
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as printed into a notebook or a log: relative to the checkout when inside it, so that no
+    executed notebook carries the generating machine's folders."""
+    path, here = Path(path).resolve(), CHECKOUT.resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+
 def data_root() -> Path:
     """The root directory for datasets, decoded caches and checkpoints: ``$NMU_DATA`` if set and not
     empty (a relative one is taken from the source checkout, as ``make`` and notebook kernels in
@@ -199,8 +206,26 @@ def env_flag(name: str, default: bool) -> bool:
 
 def progress_enabled(progress: bool = True) -> bool:
     """Whether to show progress bars and messages: ``progress``, unless ``$NMU_PROGRESS`` is off
-    (:func:`env_flag`)."""
-    return progress and env_flag("NMU_PROGRESS", True)
+    (:func:`env_flag`; ``terminal`` is on, see :func:`progress_bar`)."""
+    return progress and (_progress_setting() == "terminal" or env_flag("NMU_PROGRESS", True))
+
+
+def _progress_setting() -> str:
+    return os.environ.get("NMU_PROGRESS", "").strip().lower()
+
+
+def progress_bar(*, progress: bool = True, **kwargs: Any):
+    """A tqdm progress bar (``kwargs`` as tqdm's), disabled unless :func:`progress_enabled`. With
+    ``$NMU_PROGRESS=terminal`` (what ``make`` sets for papermill) it is plain text on the process's own
+    stderr, the terminal that runs ``make``, and nothing of it lands in the executed notebook; else
+    ``tqdm.auto`` (a widget in Jupyter, text in a shell)."""
+    if _progress_setting() == "terminal":
+        from tqdm import tqdm
+
+        return tqdm(file=sys.__stderr__, disable=not progress, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(disable=not progress_enabled(progress), **kwargs)
 
 
 def process_alive(pid: int) -> bool:

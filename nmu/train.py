@@ -24,10 +24,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from nmu.graphs import GraphedStep
-from nmu.storage import progress_enabled
+from nmu.storage import progress_bar
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``loss_fn(model, x, y, idx) -> per-sample losses (B,)``; ``idx`` (on the training device) indexes
@@ -313,8 +312,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Re
 
     model.train()
     start, n_images, step = time.perf_counter(), 0, 0
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress_enabled(progress),
-               mininterval=1.0, leave=False)
+    bar = progress_bar(progress=progress, total=total, desc=desc, unit="step", mininterval=1.0, leave=False)
     try:
         for epoch in range(recipe.epochs):
             for idx in shuffled_batches(len(data), recipe.batch_size, generator)[:per_epoch]:

@@ -25,6 +25,7 @@ from nmu import archives as nmu_archives
 from nmu import data as nmu_data
 from nmu.archives import CIFAR10_CLASSES
 from nmu.data import DataNotFoundError, coarsen, load_dataset, load_image_folder, subsample
+from nmu.profiles import get_profile
 
 RNG = np.random.default_rng(0)
 
@@ -395,6 +396,11 @@ def test_unpack_command_is_idempotent_and_detects_partial_trees(tmp_path, offici
         "cifar10-jpeg", "cifar100-jpeg", "tiny-imagenet-200"]
     assert len(list((root / "tiny-imagenet-200" / "train").glob("*/images/*.JPEG"))) == 6
     assert nmu_archives.main(["unpack", str(shared), "--root", str(root)]) == 0  # the second run does nothing
+    quick = tmp_path / "quick-root"  # make data PROFILE=quick: no TinyImageNet; smoke: nothing at all
+    assert nmu_archives.main(["unpack", str(shared), "--root", str(quick), "--only", *get_profile("quick").archives()]) == 0
+    assert sorted(p.name for p in quick.iterdir() if not p.name.startswith(".")) == ["cifar10-jpeg", "cifar100-jpeg"]
+    assert nmu_archives.main(["unpack", str(shared), "--root", str(tmp_path / "smoke-root"), "--only"]) == 0
+    assert not (tmp_path / "smoke-root").exists() and "tiny-imagenet-200.tar.xz" in get_profile("paper").archives()
     assert capsys.readouterr().out.count("is complete, nothing to do") == 3
     (root / "cifar100-jpeg" / "test" / "rocket" / "rocket_s_000000.jpg").unlink()
     assert nmu_archives.main(["unpack", str(shared), "--root", str(root)]) == 1

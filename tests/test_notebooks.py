@@ -34,6 +34,11 @@ EXPECTED = {  # files each notebook must write into its out_dir
                "run_time.csv", "claims_per_setting.csv", "forgetting_profile.csv", "robustness.csv"],
     "search": ["search.csv", "selected.md", "presets.yaml", "search.png"],
 }
+ONE_EXPERIMENT_FIGURES = ("quickstart/quickstart.png", "efficiency/efficiency.png",
+                          "efficiency/mia_entropy_distributions.png", "over_forgetting/over_forgetting.png",
+                          "robustness/robustness.png", "hybrid_gallery/hybrids.png",
+                          "hardest/hardest_classes_digits.png")
+"""The figures of one experiment (the smoke profile's digits, experiment seed 0)."""
 NOT_FIGURES = ("search",)
 """Notebooks that `make figures` does not execute (`make search` runs the search)."""
 
@@ -67,6 +72,25 @@ def test_papermill_sees_every_parameter_nmu_checks(notebook):
     assert {k: t for k, t in seen.items() if t != "None"} == {k: t for k, (_, t) in declared.items() if t}
 
 
+def test_templates_name_the_kernel_the_venv_registers():
+    """JupyterLab rewrites a kernelspec it does not know on opening (the template shows as modified)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    for notebook in [*NOTEBOOKS, REPO / "index.ipynb"]:
+        kernel = json.loads(notebook.read_text())["metadata"]["kernelspec"]
+        assert (kernel["name"], kernel["display_name"]) == ("python3", spec.display_name), notebook.name
+
+
+def test_the_landing_page_links_every_template_and_every_executed_result():
+    """`make lab` opens index.ipynb at the repository root: a link to each template and each executed notebook."""
+    text = "".join("".join(c["source"]) for c in json.loads((REPO / "index.ipynb").read_text())["cells"])
+    links = set(re.findall(r"\]\(([^)]+)\)", text))
+    assert [link for link in links if not (REPO / link).exists()] == []
+    executed = {str(p.relative_to(REPO)) for p in (REPO / "results").rglob("*.ipynb")}
+    assert {f"notebooks/{nb.name}" for nb in NOTEBOOKS} | executed <= links
+
+
 def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     """``make figures PROFILE=smoke`` executes every notebook via papermill into the results folder,
     each writes its figures, tables and manifest, and a second ``make`` has nothing left to do; with
@@ -87,7 +111,18 @@ def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
         manifest = json.loads((out_dir / "manifest.json").read_text())
         assert manifest["parameters"]["profile"] == "smoke" and manifest["wall_seconds"] > 0
     assert not list(results.glob("*.part.ipynb"))
+    assert "nmu: this machine:" in proc.stdout and f"of {len(NOTEBOOKS) - len(NOT_FIGURES)}, claims" in proc.stdout
+    for executed in results.glob("*.ipynb"):  # progress went to the terminal; no path of this checkout
+        assert "widget-view" not in executed.read_text() and str(REPO) not in executed.read_text(), executed.name
     assert sorted(p.name for p in (results / ".done").iterdir()) == sorted(set(EXPECTED) - set(NOT_FIGURES))
+    # every figure of one experiment names its data set and experiment seed (in its title, which each
+    # PNG also carries as its Title metadata)
+    from PIL import Image
+
+    for png in ONE_EXPERIMENT_FIGURES:
+        title = Image.open(results / png).text.get("Title", "")
+        assert "digits" in title and "experiment seed 0" in title, f"{png}: {title!r}"
+    assert "digits" in Image.open(results / "hybrid_gallery" / "masks.png").text["Title"]  # masks: no seed involved
     # `make plan` (nmu.plan) lists exactly the models and runs that were computed
     planned = {a for arts in plan("smoke").values() for a in arts}
     for kind in ("original", "retrain", "unlearn"):

@@ -6,7 +6,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from nmu.plots import grid_spread, metric_bars, paired_forest, seed_points  # noqa: E402
+from nmu.plots import class_shares, experiment_title, grid_spread, metric_bars, paired_forest, seed_points  # noqa: E402
 from nmu.unlearn import METHODS  # noqa: E402
 
 
@@ -66,3 +66,25 @@ def test_paired_forest_says_failed_where_natmu_has_no_result():
                           for r, d, n, w, f in [("rl", float("nan"), 0, 0, 3), ("ft", -1.0, 3, 2, 0)]])
     [ax] = [ax for ax in paired_forest(pairs).axes if ax.get_visible()]
     assert [t.get_text() for t in ax.texts] == ["failed", "2/3"]
+
+
+def test_a_figure_of_one_experiment_names_its_data_set_and_seeds():
+    """Single-experiment figures (quickstart, efficiency, over_forgetting, robustness, hybrid_gallery,
+    the hardest samples' classes) say which data set and experiment seed they show."""
+    from nmu.experiment import Experiment
+
+    exp = Experiment("smoke", seed=3)
+    split = exp.split("random", fraction=0.1)
+    assert experiment_title(exp, split) == "digits / tinycnn, random 10% (class-balanced), experiment seed 3"
+    assert experiment_title(exp, split, unlearn_seed=1).endswith(", experiment seed 3, unlearning seed 1")
+    assert experiment_title(Experiment("smoke", seed=3, split_seed=5)) == \
+        "digits / tinycnn, experiment seeds init/data/split 3/3/5"
+    assert class_shares(exp.data, [split], exp_seed=3).axes[0].get_title().startswith("digits, experiment seed 3:")
+
+
+def test_a_comparison_of_one_experiment_seed_names_it_under_its_own_heading():
+    runs = pd.DataFrame([{"split": "class rocket", "exp_seed": 100, "method": m, "avg_gap": g}
+                         for m, g in (("retrain", 0.0), ("natmu", 1.0))])
+    title = seed_points(runs, title="cifar100: class-wise forgetting, quick presets").get_suptitle()
+    assert title.startswith("cifar100: class-wise forgetting, quick presets\n")
+    assert title.endswith("a dot per experiment seed, experiment seed 100, no interval")

@@ -30,12 +30,12 @@ PUBLISHED_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.48
                   "tinyimagenet": (0.4802, 0.4481, 0.3975)}
 
 
-def _make_data(shared: Path, root: Path) -> subprocess.CompletedProcess:
+def _make_data(shared: Path, root: Path, profile: str = "quick") -> subprocess.CompletedProcess:
     if shutil.which("make") is None:
         pytest.skip("no make")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(["make", "-s", "-C", str(REPO), "-o", ".venv/.installed", "data", f"PY={sys.executable}",
-                           f"SHARED_DATA={shared}", f"NMU_DATA={root}"],
+                           f"SHARED_DATA={shared}", f"NMU_DATA={root}", f"PROFILE={profile}"],
                           capture_output=True, text=True, env=env, timeout=500)
 
 
@@ -61,16 +61,17 @@ def _channel_means(images: torch.Tensor) -> list[float]:
 
 
 def test_make_data_unpacks_every_shared_archive_once(real_data_root):
+    """``make data PROFILE=paper``: every archive of the paper's three data sets (quick: no TinyImageNet)."""
     archives = sorted(a for a in ARCHIVES if (SHARED / a).is_file())
     if not archives:
         pytest.skip(f"no archive in {SHARED}")
-    first = _make_data(SHARED, real_data_root)
+    first = _make_data(SHARED, real_data_root, "paper")
     assert first.returncode == 0, first.stdout + first.stderr
     for a in archives:
         assert (real_data_root / ARCHIVES[a]).is_dir(), a
     assert not list(real_data_root.glob(".*.unpack-*"))
     started = time.monotonic()
-    second = _make_data(SHARED, real_data_root)  # idempotent: only checks the trees
+    second = _make_data(SHARED, real_data_root, "paper")  # idempotent: only checks the trees
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("is complete, nothing to do") == len(archives) and "unpacked" not in second.stdout
     assert time.monotonic() - started < 30

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from nmu.report import save_table
@@ -63,7 +65,9 @@ def test_report_swaps_in_one_whole_run(tmp_path, monkeypatch):
     first.finish()
     out = first.out_dir
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "t1.csv", "t1.md", "t2.csv", "t2.md"]
-    assert json.loads((out / "manifest.json").read_text())["torch_threads"] >= 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["torch_threads"] >= 1 and manifest["machine"]["step_ms"] > 0  # make figures' preflight reads it
+    assert manifest["machine"]["precision"] in ("bf16", "fp32") and manifest["machine"]["threads"] >= 1
     interrupted = report.start("demo", {"profile": "smoke"})
     interrupted.table(pd.DataFrame({"a": [2]}), "t1")  # ...and the kernel dies here
     assert pd.read_csv(out / "t1.csv")["a"].tolist() == [1]
@@ -159,6 +163,18 @@ def test_partial_folders_of_live_or_other_hosts_runs_are_kept(tmp_path, monkeypa
     run = report.start("demo", {"profile": "smoke"})
     left = {what for what, name in names.items() if (parent / name).exists()}
     assert left == {"this host, running", "other host, running"} and run.work.is_dir()
+    nested = parent / "search" / f".random.partial-{here}-{dead.pid}"  # make clean: every folder of results/
+    nested.mkdir(parents=True)
+    report.main(["clean", str(tmp_path / "results")])
+    assert not nested.exists() and run.work.is_dir() and (parent / names["this host, running"]).is_dir()
+
+
+def test_printed_paths_are_relative_to_the_checkout():
+    """An executed notebook prints where its outputs went without the generating machine's folders."""
+    from nmu.report import REPO, shown
+
+    assert shown(REPO / "results" / "quick" / "claims") == "results/quick/claims"
+    assert shown(Path("/elsewhere/results")) == "/elsewhere/results"
 
 
 def test_a_profile_that_is_not_one_and_list_elements_of_the_wrong_type_are_refused(tmp_path, monkeypatch):
@@ -176,3 +192,52 @@ def test_a_profile_that_is_not_one_and_list_elements_of_the_wrong_type_are_refus
             report.start("demo", {"profile": "smoke", **bad})
     assert report.start("demo", {"profile": "smoke", "exp_seeds": [0, 1], "fractions": [1, 0.5]}).parameters[
         "fractions"] == [1, 0.5]
+
+
+def test_a_run_on_other_data_gets_a_folder_of_that_data_set(tmp_path, monkeypatch):
+    """The default out_dir of a notebook run on data that is not its profile's names the data, so that an
+    own-data run never replaces the profile's (committed) results; on the profile's own data it is as before."""
+    report = _notebook(tmp_path, monkeypatch, 'profile = "quick"\ndataset = None  # type: str|None\n'
+                                              'datasets = None  # type: list[str]|None\nout_dir = None\n')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trees" / "flowers").mkdir(parents=True)
+
+    def out(profile="quick", **chosen):
+        return report.start("demo", {"profile": profile, **chosen}).out_dir.relative_to(tmp_path).as_posix()
+
+    for own in ({}, {"dataset": "cifar10"}, {"datasets": ["cifar100", "cifar10"]}, {"dataset": None, "datasets": None}):
+        assert out(**own) == "results/quick/demo", own
+    assert out("smoke", dataset="digits") == out("smoke", datasets=["digits"]) == "results/smoke/demo"
+    assert out(dataset="cifar100") == "results/quick/cifar100/demo"  # a profile's data, not this notebook's default
+    flowers = "results/quick/flowers/demo"  # an image-folder tree: its folder's name
+    assert out(dataset="trees/flowers") == out(dataset=str(tmp_path / "trees" / "flowers")) == flowers
+    assert out(datasets=["cifar10"]) == "results/quick/cifar10/demo"  # a part of the default: not the whole table
+    assert out(datasets=["cifar10", "./trees/flowers"]) == "results/quick/cifar10+flowers/demo"
+    assert out(dataset="trees/flowers", out_dir="mine/x") == "mine/x"  # an out_dir given is kept as it is
+
+
+def test_diagnosis_runs_that_differ_in_overrides_have_figures_that_say_so(tmp_path, monkeypatch):
+    """The full-class diagnosis runs class_wise twice on experiment seed 100, with the presets' head
+    re-initialisation and with it overridden: each figure's title says which, and which seed (one, so no
+    interval); every saved figure carries its title in its PNG and PDF metadata."""
+    from PIL import Image
+
+    report = _notebook(tmp_path, monkeypatch, 'profile = "quick"\noverrides = {}\nout_dir = None\n')
+    runs = pd.DataFrame([{"dataset": "cifar100", "split": "class rocket", "exp_seed": 100, "method": m, "hparams": "",
+                          "acc_test": 40.0 + g, "acc_forget": g, "mia_entropy": 20.0, "forgetting_achieved": 1.0,
+                          "avg_gap": g}
+                         for m, g in (("retrain", 0.0), ("original", 30.0), ("natmu", 1.0), ("rl", 4.0))])
+    head_kept = {"natmu": {"head_reinit": False}, "rl": {"head_reinit": False}}
+    titles = {}
+    for name, overrides in (("head_reinit", {}), ("head_kept", head_kept)):
+        run = report.start("demo", {"profile": "quick", "overrides": overrides, "out_dir": str(tmp_path / name)})
+        run.comparison(runs, ["acc_test", "avg_gap"], "class_wise", "cifar100 / cifar20: class-wise forgetting")
+        run.finish()
+        titles[name] = {f: Image.open(tmp_path / name / f"{f}.png").text["Title"]
+                        for f in ("class_wise", "class_wise_seeds")}
+        assert (tmp_path / name / "class_wise.pdf").read_bytes().count(b"class-wise forgetting") == 1
+    for figure in ("class_wise", "class_wise_seeds"):
+        reinit, kept = titles["head_reinit"][figure], titles["head_kept"][figure]
+        assert "quick presets" in reinit and "head_reinit" not in reinit, reinit
+        assert "quick presets with natmu head_reinit=False; rl head_reinit=False" in kept, kept
+        assert all("experiment seed 100, no interval" in t and "95 % CI" not in t for t in (reinit, kept))

@@ -91,3 +91,40 @@ def test_badly_typed_fraction_and_class_are_errors_not_truncated():
     with pytest.raises(TypeError, match="a class is a name or an integer index, got 3.7"):
         class_split(labels, 3.7, ["a", "b", "c", "d"])
     assert class_split(labels, np.int64(3), ["a", "b", "c", "d"]).forget.tolist() == list(range(30, 40))
+
+
+def test_an_empty_forget_set_names_the_smallest_fraction_that_forgets_a_sample():
+    """sample_wise's 1 % of a small image-folder tree rounds to nothing: the error says which fraction
+    does, by the rounding the splits use (round(fraction * class size), round(fraction * n) for hardest)."""
+    import re
+
+    labels = np.repeat(np.arange(3), [16, 10, 4])  # 30 images, classes of 16, 10 and 4
+    with pytest.raises(ValueError, match="the forget set is empty") as err:
+        random_split(labels, 0.01, seed=0)
+    message = str(err.value)
+    smallest = float(re.search(r"fraction >= ([0-9.e-]+), the smallest that forgets a sample", message)[1])
+    every = float(re.search(r"fraction >= ([0-9.e-]+) for one of every class \(the smallest has 4\)", message)[1])
+    assert (smallest, every) == (0.0313, 0.126)  # just above 0.5 / 16 and 0.5 / 4, in three digits
+    assert len(random_split(labels, smallest, seed=0).forget) == 1  # one of the largest class
+    assert set(labels[random_split(labels, every, seed=0).forget]) == {0, 1, 2}
+    with pytest.raises(ValueError, match="fraction >= 0.0313"):
+        random_split(labels, 0.0312, seed=0)  # the next smaller three-digit fraction forgets nothing
+
+    with pytest.raises(ValueError, match=r"the forget set is empty: the hardest 0.01 of 30 .* fraction >= 0.0167,"):
+        hardest_split(np.arange(30.0), 0.01)
+    assert len(hardest_split(np.arange(30.0), 0.0167).forget) == 1
+    with pytest.raises(ValueError, match="fraction >= 0.0167"):
+        hardest_split(np.arange(30.0), 0.0166)
+
+
+def test_an_experiments_empty_forget_set_is_sized_from_its_own_data():
+    """The suggestion comes from the data the experiment trains on (the smoke profile's digits)."""
+    from nmu.experiment import Experiment
+    from nmu.splits import smallest_fraction
+
+    exp = Experiment("smoke")
+    sizes = np.bincount(exp.data.train_labels.numpy())
+    with pytest.raises(ValueError, match=rf"largest class has {sizes.max()} training samples\). Use fraction >= "
+                                         rf"{smallest_fraction(int(sizes.max())):g},"):
+        exp.split("random", fraction=0.001)
+    assert len(exp.split("random", fraction=smallest_fraction(int(sizes.max()))).forget) >= 1

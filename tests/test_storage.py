@@ -130,3 +130,22 @@ def test_a_relative_or_looping_nmu_data_is_resolved_one_way_or_named(tmp_path, m
     monkeypatch.setenv("NMU_DATA", str(tmp_path / "a"))
     with pytest.raises(storage.DataRootError, match=rf"\$NMU_DATA={tmp_path / 'a'} cannot be used: .*Point \$NMU_DATA"):
         storage.data_root()
+
+
+def test_progress_goes_to_the_terminal_that_runs_make_not_into_the_notebook(monkeypatch, capfd):
+    """``NMU_PROGRESS=terminal`` (what make sets for papermill): bars on the process's own stderr (fd 2,
+    the terminal), none on ``sys.stderr`` (a kernel's, which the executed notebook records)."""
+    import io
+    import sys
+
+    kernel_stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", kernel_stderr)
+    monkeypatch.setenv("NMU_PROGRESS", "terminal")
+    assert storage.progress_enabled()
+    for _ in storage.progress_bar(iterable=range(3), desc="models"):
+        pass
+    assert "models: 100%" in capfd.readouterr().err and kernel_stderr.getvalue() == ""
+    monkeypatch.setenv("NMU_PROGRESS", "0")
+    for _ in storage.progress_bar(iterable=range(3), desc="models"):
+        pass
+    assert "models" not in capfd.readouterr().err + kernel_stderr.getvalue()

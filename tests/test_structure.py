@@ -12,9 +12,9 @@ LAYERS = [
     ("data", "profiles"),
     ("experiment", "unlearn", "metrics"),
     ("natmu", "baselines", "stats", "artefacts"),
-    ("jobs", "plots"),
+    ("jobs", "plots", "cost"),
     ("runs", "report", "claims"),
-    ("search", "plan", "__init__"),
+    ("search", "plan", "scrub", "__init__"),
 ]
 """``nmu/``'s modules, bottom to top: one cached artefact and its key (``artefacts``) sits under the
 jobs that compute artefacts, which sit under the tables of runs (``runs``)."""

@@ -1,0 +1,55 @@
+"""Executed notebooks are committed without the generating machine's folders or frozen progress bars."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from nmu.report import REPO
+from nmu.scrub import WIDGET, scrub
+
+MACHINE_PATH = re.compile(r"(^|[^\w.~-])/(home|work|tmp|Users|root|mnt|opt|var|scratch|private)/")
+"""An absolute path of a typical Linux or macOS machine (``/work/...``, ``/home/...``)."""
+
+
+def _output(text: str) -> dict:
+    return {"name": "stderr", "output_type": "stream", "text": [text]}
+
+
+def test_scrub_makes_paths_relative_drops_frozen_bars_and_keeps_the_rest(tmp_path):
+    where = "/work/elsewhere/nmu"
+    image = "iVBORw0KGgo/work/elsewhere/nmu/AAA="  # base64 is data, never a path: left alone
+    cells = [{"cell_type": "code", "metadata": {}, "source": ["x"], "execution_count": 1, "outputs": [
+        {"data": {WIDGET: {"model_id": "a"}, "text/plain": ["decode train:   0%|          | 0/50 [00:00<?, ?img/s]"]},
+         "metadata": {}, "output_type": "display_data"},
+        _output(f"{where}/nmu/unlearn.py:207: UserWarning: ssd\n"),
+        _output("runs:  50%|#####     | 1/2\rruns: 100%|##########| 2/2 [00:01<00:00]\n"),
+        {"data": {"text/plain": [f"outputs in {where}/results/quick/x"], "image/png": image},
+         "metadata": {}, "output_type": "display_data"},
+        {"ename": "E", "evalue": f"{Path.home()}/data missing", "output_type": "error",
+         "traceback": [f"File {where}/nmu/data.py"]}]}]
+    notebook = {"cells": cells, "metadata": {"widgets": {"state": {}}, "papermill": {"input_path": f"{where}/notebooks/x.ipynb"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(notebook))
+    scrub(path, [where])
+    out = json.loads(path.read_text())
+    outputs = out["cells"][0]["outputs"]
+    assert len(outputs) == 4 and "widgets" not in out["metadata"]
+    assert outputs[0]["text"] == ["nmu/unlearn.py:207: UserWarning: ssd\n"]
+    assert outputs[1]["text"] == ["runs: 100%|##########| 2/2 [00:01<00:00]\n"]  # the last frame: a summary
+    assert outputs[2]["data"] == {"text/plain": ["outputs in results/quick/x"], "image/png": image}
+    assert outputs[3]["evalue"] == "~/data missing" and outputs[3]["traceback"] == ["File nmu/data.py"]
+    assert out["metadata"]["papermill"]["input_path"] == "notebooks/x.ipynb"
+
+
+def test_committed_results_hold_no_machine_path_and_no_frozen_progress_bar():
+    """Every executed notebook, table and manifest under results/ (not the GPU runs' logs, kept verbatim
+    as the lent machine wrote them)."""
+    files = [p for p in (REPO / "results").rglob("*") if p.suffix in (".ipynb", ".md", ".csv", ".json", ".yaml")]
+    assert len(files) > 100
+    leaks = [f"{p.relative_to(REPO)}: {m.group(0)!r}" for p in files for m in [MACHINE_PATH.search(p.read_text())] if m]
+    assert leaks == []
+    frozen = [str(p.relative_to(REPO)) for p in files if p.suffix == ".ipynb" and WIDGET in p.read_text()]
+    assert frozen == []
