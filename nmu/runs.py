@@ -27,6 +27,7 @@ from nmu.experiment import Experiment, check_seed
 from nmu.metrics import REFERENCES, avg_gap, forgetting_achieved, records_to_frame
 from nmu.models import Classifier
 from nmu.splits import Split
+from nmu.storage import progress_bar
 from nmu.train import NonFiniteLossError
 from nmu.unlearn import METHODS
 
@@ -71,7 +72,9 @@ def run_setting(exp: Experiment, split: Split, methods: Sequence[str] | None = N
     diverged = jobs.compute_missing(exp, [(split, runs, True)])
     gold, original = reference_records(exp, split)
     records = [gold, original]
-    for method, seed, hp in runs:
+    bar = progress_bar(progress=exp.progress, iterable=runs, desc=f"{exp.data.name}, {split.description}: runs",
+                       unit="run", leave=True)  # each run's own bar (steps, its ETA) below it
+    for method, seed, hp in bar:
         failure = diverged.get(run_id(method, seed, hp))  # a run that diverged in a job is not rerun here
         if failure is None:
             try:
