@@ -146,3 +146,19 @@ def test_the_committed_quick_runs_with_natmu_failing_class_wise_say_so():
 def test_one_experiment_seed_gives_no_verdict_from_intervals():
     table = claims_table(runs_table([1.0, 1.2, 0.9], [5.0, 6.0, 5.5], [79, 81, 78], [50, 55, 52]).query("exp_seed == 0"))
     assert list(table["verdict"][:3]) == ["not measured (n = 1)"] * 3 and table.iloc[-1]["verdict"] == "holds"
+
+
+def test_the_readme_states_the_verdicts_the_committed_claims_notebook_wrote():
+    """The README's claims tables (pooled, then per setting) are the regenerated claims notebook's, row for row."""
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text().split("## Claims", 1)[1].split("\n## ", 1)[0]
+    tables = [[[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()[2:]]
+              for block in text.split("\n\n") if block.startswith("| ")]
+    pooled, by_setting = tables
+    folder = REPO / "results" / "quick" / "claims"
+    assert [row[1] for row in pooled] == list(pd.read_csv(folder / "claims.csv")["verdict"])
+    expected = pd.read_csv(folder / "claims_per_setting.csv")
+    columns = ["closest (relabeling)", "closest (all baselines)", "less over-forgetting"]
+    assert [row[1:4] for row in by_setting] == expected[columns].values.tolist()
+    assert [float(row[4]) for row in by_setting] == list(expected["natmu avg_gap"].round(2))

@@ -6,7 +6,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from nmu.plots import class_shares, experiment_title, grid_spread, metric_bars, paired_forest, seed_points  # noqa: E402
+from nmu.plots import (class_shares, experiment_title, grid_spread, metric_bars, paired_forest,  # noqa: E402
+                       robustness_curves, seed_points)
 from nmu.unlearn import METHODS  # noqa: E402
 
 
@@ -88,3 +89,16 @@ def test_a_comparison_of_one_experiment_seed_names_it_under_its_own_heading():
     title = seed_points(runs, title="cifar100: class-wise forgetting, quick presets").get_suptitle()
     assert title.startswith("cifar100: class-wise forgetting, quick presets\n")
     assert title.endswith("a dot per experiment seed, experiment seed 100, no interval")
+
+
+def test_the_robustness_axis_shows_the_factors_alone_and_a_method_far_off_on_a_log_scale():
+    """The log x axis printed its own 3x10^-1 over "x0.333"; GA at 9x the others' median squeezed them flat."""
+    common = pd.DataFrame([{"method": m, "factor": f, "avg_gap": g}
+                           for m, gaps in {"natmu": (3.0, 1.0, 9.0), "ga": (4.0, 4.0, 38.0), "rl": (3.0, 4.0, 6.0)}.items()
+                           for f, g in zip((1 / 3, 1.0, 3.0), gaps)])
+    fig = robustness_curves(common, untouched=4.3)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x1/3", "x1", "x3"]
+    assert [t.get_text() for t in ax.get_xticklabels(minor=True)] == []
+    assert ax.get_yscale() == "log"
