@@ -94,8 +94,13 @@ figures: $(NOTEBOOKS:%=$(DONE)/%)
 
 # What `figures` says first: this machine (precision, threads, speed), whether it reproduces the results
 # in $(RESULTS) (computed with the precision and threads their manifests record), and the time it will take.
+# It also marks the start of this run and counts the notebooks it will execute, for "notebook k of n" below:
+# a dry run of the same goals (`make`, not $$(MAKE), so that it does not recurse; PROFILE_ARCHIVES given,
+# so that it starts no Python).
 preflight: $(STAMP)
 	@$(PY) -m nmu.cost --profile $(PROFILE) --results $(RESULTS)
+	@mkdir -p $(DONE) && touch $(DONE)/.run-start
+	@make -n --no-print-directory $(or $(MAKECMDGOALS),figures) PROFILE_ARCHIVES= 2>/dev/null | grep -c '^echo "== make figures: notebook' > $(DONE)/.run-todo || true
 
 # Every notebook under the smoke profile (8x8 digits, seconds per notebook) into results/smoke/.
 smoke:
@@ -117,7 +122,7 @@ endef
 $(DONE)/claims: $(DONE)/sample_wise $(DONE)/hardest $(DONE)/class_wise $(DONE)/robustness
 
 $(DONE)/%: notebooks/%.ipynb $(SOURCES) $(STAMP) | data preflight
-	@echo "== make figures: notebook $$(( $$(ls $(DONE) 2>/dev/null | wc -l) + 1 )) of $(words $(NOTEBOOKS)), $* ($(PROFILE) profile) -> $(RESULTS)/$*/"
+	@echo "== make figures: notebook $$(( $$(find $(DONE) -maxdepth 1 -type f -newer $(DONE)/.run-start ! -name '.run-*' | wc -l) + 1 )) of $$(cat $(DONE)/.run-todo), $* ($(PROFILE) profile) -> $(RESULTS)/$*/"
 	$(call papermill,$<,$*)
 	@mkdir -p $(DONE)
 	touch $@

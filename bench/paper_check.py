@@ -9,7 +9,9 @@
    may turn graphs off) and ``throughput.csv``: nmu's trainer against a reference-style pipeline
    (torchvision DataLoader + PIL transforms, fp32, worker processes), both in the run's cuDNN mode, on
    the trained model (CIFAR-100: and VGG-16-BN, to scale stage 3's reserve), batch 128
-   (``bench/train_throughput.py``), and the ratio.
+   (``bench/train_throughput.py``), and the ratio. CIFAR-100 also times nmu's trainer alone on
+   TinyImageNet-shaped random images for ResNet-18 and ResNet-34 (:data:`PLAN_ARCHS`), with the time
+   its recipe would take on TinyImageNet projected from that rate.
 1-2. ``models.csv``: the original model and the retrained model of a random 10 % forget set, the
    profile's recipe (``paper``: 100 epochs). With CUDA graphs in force, one after the other in this
    process (two graphed processes only share the GPU by turns, and each model's seconds would double);
@@ -47,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import nmu_images_per_second, reference_images_per_second  # noqa: E402
 
 from nmu import jobs  # noqa: E402
-from nmu.data import load_dataset  # noqa: E402
+from nmu.data import DATASETS, load_dataset  # noqa: E402
 from nmu.experiment import Experiment  # noqa: E402
 from nmu.models import build_model  # noqa: E402
 from nmu.profiles import get_profile  # noqa: E402
@@ -77,14 +79,24 @@ class Config:
     bench_warmup: int
     seed: int = 0
     """The experiment seed (weights, data order, forget set: :class:`nmu.experiment.Experiment`)."""
+    plan_archs: tuple[str, ...] = ()
+    """Models stage 0 also times on :data:`PLAN_DATASET`-shaped random images (nmu's trainer only)."""
+    plan_steps: int = 0
+    plan_warmup: int = 0
 
 
-PAPER = Config("paper", "cifar10", 0.1, ("vgg16_bn",), bench_steps=300, bench_warmup=30)
+PAPER = Config("paper", "cifar10", 0.1, ("vgg16_bn",), bench_steps=300, bench_warmup=30, plan_steps=150,
+               plan_warmup=15)
 """CIFAR-10 with the paper's VGG-16-BN; ``--dataset cifar100`` trains the paper's ResNet-18 on CIFAR-100
-(:data:`BENCH_ARCHS`)."""
+(:data:`BENCH_ARCHS`, :data:`PLAN_ARCHS`)."""
 BENCH_ARCHS = {"cifar10": ("vgg16_bn",), "cifar100": ("resnet18", "vgg16_bn")}
 """Stage 0's models per dataset: the trained one, and VGG-16-BN, whose eager speed scales stage 3's reserve."""
-TINY = Config("smoke", "digits", 0.1, ("tinycnn",), bench_steps=3, bench_warmup=1)
+PLAN_DATASET = "tinyimagenet"
+PLAN_ARCHS = {"cifar10": (), "cifar100": ("resnet18", "resnet34")}
+"""Stage 0's models per dataset timed on :data:`PLAN_DATASET`'s shapes (64 px, 200 classes, the profile's
+recipe for it: paper: batch 256), so that its cost can be planned (the paper trains ResNet-34 on it)."""
+TINY = Config("smoke", "digits", 0.1, ("tinycnn",), bench_steps=3, bench_warmup=1, plan_archs=("tinycnn",),
+              plan_steps=2, plan_warmup=1)
 
 
 def log(message: str) -> None:
@@ -154,11 +166,49 @@ def stage_throughput(cfg: Config, out: Path, device: torch.device, workers: int)
             if problem:
                 log(f"CUDA graphs failed their check; the rest of this run trains without them: {problem}")
                 os.environ["NMU_CUDA_GRAPHS"] = "0"
-        rows.append({**row, "reference_workers": workers, "seconds": time.perf_counter() - start})
+        rows.append({**row, "data": cfg.dataset, "reference_workers": workers, "seconds": time.perf_counter() - start})
         log(f"throughput {arch}: " + ", ".join(f"{k} {v:,.4g}" for k, v in row.items() if isinstance(v, float)))
+    rows += plan_throughput(cfg, device)
     table = pd.DataFrame(rows)
     save_table(table, out, "throughput")
     return table
+
+
+def plan_throughput(cfg: Config, device: torch.device) -> list[dict]:
+    """Stage 0c: images/s of nmu's trainer (on the path in force: graphed where stage 0 left CUDA graphs
+    on) for each of ``cfg.plan_archs`` on random images of :data:`PLAN_DATASET`'s shape and classes, with
+    the profile's recipe for it (its batch size and crop padding), and the seconds that recipe's epochs
+    over the data set's training images would take at that rate (one model, a projection). A model that
+    fails (e.g. out of memory) is recorded as failed, and the run goes on."""
+    if not cfg.plan_archs:
+        return []
+    known = DATASETS[PLAN_DATASET]
+    recipe = get_profile(cfg.profile).recipe_for(PLAN_DATASET)
+    timed = recipe.with_(epochs=1, schedule="constant", warmup_epochs=0.0)
+    n = (cfg.plan_warmup + cfg.plan_steps) * timed.batch_size
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, *known.shape), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, known.classes, (n,), generator=g)
+    train_images = known.classes * known.train_per_class
+    rows = []
+    for arch in cfg.plan_archs:
+        start = time.perf_counter()
+        row = {"arch": arch, "data": f"{PLAN_DATASET} (random images)", "batch_size": timed.batch_size,
+               "steps": cfg.plan_steps, "cuda_graph": device.type == "cuda" and cuda_graphs(),
+               "projected_epochs": recipe.epochs}
+        try:
+            model = build_model(arch, known.classes, *known.normalization, seed=0)
+            ips = nmu_images_per_second(model, images, labels, timed, device, cfg.plan_steps, cfg.plan_warmup,
+                                        resolve_precision("auto", device))
+        except Exception as err:  # noqa: BLE001 -- planning must not cost the run its training
+            log(f"timing {arch} on {PLAN_DATASET}'s shapes failed: {traceback.format_exc()}")
+            rows.append({**row, "failed": f"{type(err).__name__}: {err}", "seconds": time.perf_counter() - start})
+            continue
+        rows.append({**row, "nmu_images_per_s": ips, "projected_train_s": recipe.epochs * train_images / ips,
+                     "seconds": time.perf_counter() - start})
+        log(f"throughput {arch} on {PLAN_DATASET}'s shapes: {ips:,.4g} images/s; {recipe.epochs} epochs of "
+            f"{train_images:,} images: about {rows[-1]['projected_train_s'] / 60:.1f} min")
+    return rows
 
 
 @contextmanager
@@ -347,7 +397,7 @@ def summary(env: dict, throughput: pd.DataFrame | None, models: pd.DataFrame | N
              f"precision {env['precision']}; commit {env['git_commit']}", ""]
     if throughput is not None:
         lines += ["## Trainer throughput (batch 128)", ""]
-        for r in throughput.to_dict("records"):
+        for r in throughput[throughput["data"] == env["config"]["dataset"]].to_dict("records"):
             lines.append(f"- {r['arch']}: nmu {r['nmu_images_per_s']:,.0f} images/s vs reference-style "
                          f"{r['reference_images_per_s']:,.0f} images/s: **{r['ratio']:.2f}x**")
             if pd.notna(r.get("nmu_eager_images_per_s", float("nan"))):
@@ -359,6 +409,15 @@ def summary(env: dict, throughput: pd.DataFrame | None, models: pd.DataFrame | N
                                  f"differ by {r[f'{c}_param_rel_diff']:.2g} (relative); mean training loss "
                                  f"{r[f'{c}_loss_graphed']:.4f} graphed vs {r[f'{c}_loss_eager']:.4f} eager")
         lines.append("")
+        plan = throughput[throughput["data"] != env["config"]["dataset"]]
+        if len(plan):
+            lines += [f"## Planning {PLAN_DATASET} (random images of its shape: nmu's trainer alone)", ""]
+            lines += [f"- {r['arch']}: failed ({r['failed']})" if isinstance(r.get("failed"), str) else
+                      f"- {r['arch']}, batch {r['batch_size']}, {'CUDA graph' if r['cuda_graph'] else 'eager'}: "
+                      f"{r['nmu_images_per_s']:,.0f} images/s; **{r['projected_epochs']:.0f} epochs of "
+                      f"{PLAN_DATASET} would take about {r['projected_train_s'] / 60:.1f} min** per model "
+                      f"(projected from {r['steps']} steps, not a measured run)" for r in plan.to_dict("records")]
+            lines.append("")
     if models is not None:
         lines += ["## Training", ""]
         short = " (SHORTENED from the recipe's {} to fit the time budget)"
@@ -401,6 +460,8 @@ def stages_models(cfg: Config, device: torch.device, split, out: Path, throughpu
     """Stages 1-2 on the path stage 0 left in force (:func:`side_by_side`), planned with that path's
     speed. If the side-by-side jobs fail (e.g. no submitit), one after the other here, re-planned; if
     graphed training fails, without graphs, re-planned. Returns the experiment that trained them."""
+    if throughput is not None:  # the trained data set's rows (the planning rows may time the same model)
+        throughput = throughput[throughput["data"] == cfg.dataset]
     exp = experiment(cfg, device, SIDE_BY_SIDE if side_by_side(device, sequential) else "inline")
     recipe_epochs = exp.recipe.epochs
     ips, reserve_s = training_speed(throughput, exp.arch, device)
@@ -430,6 +491,14 @@ def fitted(exp: Experiment, ips: float | None, deadline: float, reserve_s: float
     return exp
 
 
+def config(tiny: bool, dataset: str, seed: int) -> Config:
+    """:data:`TINY`, or :data:`PAPER` on ``dataset`` with its stage-0 models (:data:`BENCH_ARCHS`,
+    :data:`PLAN_ARCHS`); experiment seed ``seed``."""
+    if tiny:
+        return replace(TINY, seed=seed)
+    return replace(PAPER, dataset=dataset, bench_archs=BENCH_ARCHS[dataset], plan_archs=PLAN_ARCHS[dataset], seed=seed)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for the stages' files")
@@ -453,9 +522,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--dataset chooses the paper configuration's dataset; --tiny always uses digits")
     start = time.time()
     deadline = start + args.budget_s if args.budget_s is not None else float("inf")
-    dataset = args.dataset or PAPER.dataset
-    cfg = replace(TINY if args.tiny else replace(PAPER, dataset=dataset, bench_archs=BENCH_ARCHS[dataset]),
-                  seed=args.seed)
+    cfg = config(args.tiny, args.dataset or PAPER.dataset, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     device = default_device()
     env = stage_environment(cfg, args.out, device)

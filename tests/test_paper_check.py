@@ -6,8 +6,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tarfile
 
 import pandas as pd
 import pytest
@@ -34,7 +37,11 @@ def test_tiny_check_writes_every_stage(paper_check, tmp_path):
     env = json.loads((out / "environment.json").read_text())
     assert env["config"]["profile"] == "smoke" and env["git_commit"] and env["precision"] in ("bf16", "fp32")
     throughput = pd.read_csv(out / "throughput.csv")
-    assert list(throughput.arch) == ["tinycnn"] and (throughput.ratio > 0).all()
+    assert list(throughput.arch) == ["tinycnn", "tinycnn"] and throughput.ratio.iloc[0] > 0
+    # the planning row: TinyImageNet's shapes with the profile's recipe for it, and the projected training time
+    plan = throughput.iloc[1]
+    assert plan.data == "tinyimagenet (random images)" and plan.batch_size == 64 and plan.projected_epochs == 15
+    assert plan.projected_train_s == pytest.approx(15 * 100_000 / plan.nmu_images_per_s)
     models = pd.read_csv(out / "models.csv")
     assert list(models.model) == ["original", "retrain"] and models.side_by_side.all()
     assert (models.seconds > 0).all() and models.train_images.tolist()[0] > models.train_images.tolist()[1]
@@ -44,6 +51,7 @@ def test_tiny_check_writes_every_stage(paper_check, tmp_path):
     assert runs.avg_gap.notna().all() and runs.avg_gap.iloc[0] == 0
     summary = (out / "summary.md").read_text()
     assert "natmu: Avg. Gap" in summary and "s/epoch" in summary and "x**" in summary
+    assert f"**15 epochs of tinyimagenet would take about {plan.projected_train_s / 60:.1f} min** per model" in summary
     assert "reference code" not in summary  # the reference retrain row is CIFAR-10's: paper configuration only
 
 
@@ -155,6 +163,52 @@ def test_a_failure_of_the_side_by_side_jobs_falls_back_to_one_after_the_other(pa
     assert not pd.read_csv(out / "models.csv").side_by_side.any()
 
 
+def test_summary_projects_tinyimagenet_from_the_planning_rows_only(paper_check):
+    env = {"config": {"profile": "paper", "dataset": "cifar100"}, "device": "GPU", "torch": "2", "cuda": "13",
+           "gpu": None, "precision": "bf16", "git_commit": "abc"}
+    plan = {"data": "tinyimagenet (random images)", "batch_size": 256, "steps": 150, "cuda_graph": True,
+            "projected_epochs": 100.0, "reference_images_per_s": float("nan"), "ratio": float("nan")}
+    throughput = pd.DataFrame([
+        {"arch": "resnet18", "data": "cifar100", "batch_size": 128, "steps": 300, "reference_images_per_s": 10e3,
+         "nmu_images_per_s": 30e3, "ratio": 3.0},
+        {**plan, "arch": "resnet18", "nmu_images_per_s": 8e3, "projected_train_s": 1250.0},
+        {**plan, "arch": "resnet34", "nmu_images_per_s": 3.7e3, "projected_train_s": 2700.0},
+        {**plan, "arch": "resnet50", "failed": "OutOfMemoryError: CUDA out of memory"}])
+    text = paper_check.summary(env, throughput, None, None, None)
+    assert "- resnet18: nmu 30,000 images/s vs reference-style 10,000 images/s: **3.00x**" in text
+    assert "nan" not in text and text.count("reference-style") == 1
+    assert ("- resnet34, batch 256, CUDA graph: 3,700 images/s; **100 epochs of tinyimagenet would take about "
+            "45.0 min** per model") in text
+    assert "- resnet50: failed (OutOfMemoryError: CUDA out of memory)" in text
+
+
+def test_cifar100_plans_tinyimagenet_with_resnet18_and_resnet34(paper_check, monkeypatch):
+    """Stage 0 of ``--dataset cifar100`` times both ResNets on TinyImageNet's shapes with the paper's recipe
+    for it (batch 256, crop padding 8, 200 classes) and projects 100 epochs of its 100,000 images; a model
+    that fails there is recorded as failed and the check goes on."""
+    seen = []
+
+    def timed(model, images, labels, recipe, device, steps, warmup, precision):
+        if len(seen) == 2:
+            raise RuntimeError("CUDA out of memory")
+        seen.append((sum(p.numel() for p in model.parameters()), model.head.out_features, tuple(images.shape[1:]),
+                     int(labels.max()) < 200, recipe.batch_size, recipe.crop_padding, steps, len(images)))
+        return 4000.0
+
+    monkeypatch.setattr(paper_check, "nmu_images_per_second", timed)
+    cfg = paper_check.config(False, "cifar100", seed=1)
+    assert cfg.plan_archs == ("resnet18", "resnet34") and cfg.bench_archs[0] == "resnet18" and cfg.seed == 1
+    assert paper_check.config(False, "cifar10", seed=0).plan_archs == ()
+    rows = paper_check.plan_throughput(paper_check.replace(cfg, plan_steps=2, plan_warmup=1,
+                                                           plan_archs=(*cfg.plan_archs, "vgg16_bn")),
+                                       torch.device("cpu"))
+    assert [r["arch"] for r in rows] == ["resnet18", "resnet34", "vgg16_bn"]
+    assert rows[2]["failed"] == "RuntimeError: CUDA out of memory" and "projected_train_s" not in rows[2]
+    assert seen[0][0] < seen[1][0]  # ResNet-34 is the larger model
+    assert [s[1:] for s in seen] == [(200, (3, 64, 64), True, 256, 8, 2, 3 * 256)] * 2
+    assert [(r["projected_epochs"], r["projected_train_s"]) for r in rows[:2]] == [(100, 100 * 100_000 / 4000.0)] * 2
+
+
 def test_cifar100_is_compared_with_its_own_reference_row(paper_check):
     env = {"config": {"profile": "paper", "dataset": "cifar100"}, "device": "GPU", "torch": "2", "cuda": "13",
            "gpu": None, "precision": "bf16", "git_commit": "abc"}
@@ -181,14 +235,79 @@ def test_device_wheels_pin_what_requirements_pin():
 
 
 @pytest.mark.parametrize("args, env, message", [
-    ([], {}, "usage: bench/gpu/device_check.sh check|notebook"),
+    ([], {}, "usage: bench/gpu/device_check.sh check|notebook|figures"),
     (["check"], {}, "set NMU_GIT_COMMIT"),
     (["check"], {"NMU_GIT_COMMIT": "abc"}, "not carried: .paper-data/cifar10-jpeg.tar.xz .whl/"),
     (["check", "--dataset", "cifar100"], {"NMU_GIT_COMMIT": "abc"}, "not carried: .paper-data/cifar100-jpeg.tar.xz"),
     (["notebook"], {"NMU_GIT_COMMIT": "abc"}, ".whl-nb/ (papermill's wheels); run `make paper-carry`"),
+    (["figures"], {"NMU_GIT_COMMIT": "abc"}, "not carried: .paper-data/cifar10-jpeg.tar.xz "
+     ".paper-data/cifar100-jpeg.tar.xz .whl/ (submitit's wheel) .whl-nb/ (papermill's wheels)"),
+    (["figures"], {"NMU_GIT_COMMIT": "abc", "PROFILE": "smoke"}, "not carried: .whl/ (submitit's wheel) .whl-nb/"),
+    (["figures"], {"NMU_GIT_COMMIT": "abc", "PROFILE": "paper"}, ".paper-data/tiny-imagenet-200.tar.xz"),
+    (["figures"], {"NMU_GIT_COMMIT": "abc", "PROFILE": "fast"}, "unknown PROFILE=fast (smoke, quick or paper)"),
 ])
 def test_device_script_refuses_bad_calls_before_doing_anything(args, env, message, tmp_path):
-    run = subprocess.run(["bash", str(REPO / "bench" / "gpu" / "device_check.sh"), *args], cwd=tmp_path, text=True,
-                         capture_output=True, env={"PATH": os.environ["PATH"], "OUT": str(tmp_path / "out"), **env})
+    run = device_script(args, env, tmp_path)
     assert run.returncode == 2 and message in run.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def device_script(args: list[str], env: dict[str, str], cwd, path: str | None = None) -> subprocess.CompletedProcess:
+    """bench/gpu/device_check.sh run in ``cwd`` with only ``env`` (and ``PATH``, ``OUT`` under ``cwd``) set."""
+    return subprocess.run(["bash", str(REPO / "bench" / "gpu" / "device_check.sh"), *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=120,
+                          env={"PATH": path or os.environ["PATH"], "OUT": str(cwd / "out"), **env})
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_device_figures_carry_one_archive_of_each_data_set_the_profile_reads(profile, tmp_path):
+    from nmu.data import DATASETS
+    from nmu.profiles import get_profile
+
+    run = device_script(["figures"], {"NMU_GIT_COMMIT": "abc", "PROFILE": profile}, tmp_path)
+    assert run.returncode == 2 and "not carried" in run.stderr
+    named = re.findall(r"\.paper-data/(\S+)", run.stderr)
+    archives = {d: {a for _, names in DATASETS[d].folders for a in names} for d in get_profile(profile).datasets()
+                if DATASETS[d].folders}  # (digits: scikit-learn's)
+    owners = [[d for d, names in archives.items() if a in names] for a in named]
+    assert sorted(d for o in owners for d in o) == sorted(archives) and all(len(o) == 1 for o in owners)
+
+
+def device_figures() -> list[str]:
+    """The notebooks bench/gpu/device_check.sh's ``figures`` runs, in order (its FIGURES line)."""
+    line = re.search(r"^FIGURES=\((.*)\)$", (REPO / "bench" / "gpu" / "device_check.sh").read_text(), re.M)
+    return line.group(1).split()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_device_figures_are_make_figures_notebooks_in_makes_order(tmp_path):
+    dry = subprocess.run(["make", "-C", str(REPO), "-n", "figures", "PROFILE=smoke", f"RESULTS={tmp_path / 'results'}",
+                          f"PY={sys.executable}", f"NMU_DATA={tmp_path / 'data'}", "-o", ".venv/.installed"],
+                         capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    ordered = re.findall(r"-m papermill notebooks/(\w+)\.ipynb", dry.stdout)
+    assert len(ordered) > 1 and device_figures() == ordered
+
+
+def test_device_figures_stop_at_the_budget_and_pack_what_ran(tmp_path):
+    """``figures`` with no time left for its first notebook: that notebook stopped, the next not started,
+    its folder packed with the timings and log, exit 3 (the install is stubbed: no wheels here)."""
+    for name in ("notebooks", "nmu"):
+        (tmp_path / name).symlink_to(REPO / name)
+    for folder in (".whl", ".whl-nb"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "stub-0-py3-none-any.whl").touch()
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "python3").write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\n'
+                                   f'NMU_DATA={tmp_path / "data"} exec {sys.executable} "$@"\n')
+    (shims / "python3").chmod(0o755)
+    run = device_script(["figures"], {"NMU_GIT_COMMIT": "abc", "PROFILE": "smoke", "BUDGET_S": "3"}, tmp_path,
+                        path=f"{shims}:{os.environ['PATH']}")
+    assert run.returncode == 3 and "stopped at budget" in run.stderr, run.stderr[-2000:]
+    with tarfile.open(tmp_path / "out" / "figures.tgz") as tgz:
+        names = tgz.getnames()
+        timings = tgz.extractfile("results/smoke-gpu/timings.md").read().decode()
+    assert "results/smoke-gpu/log.txt" in names and not any(n.endswith("/sample_wise.ipynb") for n in names)
+    rows = [line.split("|")[1:-1] for line in timings.splitlines()[2:]]
+    assert [r[0].strip() for r in rows] == [device_figures()[0], "all"] and rows[0][2].strip() in ("124", "137")

@@ -237,6 +237,7 @@ def test_nmu_precision_fixes_the_automatic_choice(monkeypatch):
     from nmu.train import resolve_precision
 
     cpu = torch.device("cpu")
+    monkeypatch.delenv("NMU_PRECISION", raising=False)  # the suite may run under it
     native = resolve_precision("auto", cpu)
     for forced in ("fp32", "bf16"):
         monkeypatch.setenv("NMU_PRECISION", forced)
