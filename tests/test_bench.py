@@ -1,6 +1,6 @@
 """The bench scripts that need no real dataset: cold_cost.py (a results folder's wall time split
 into retraining, unlearning and the rest) and the studies train_step.py (the training step's
-variants) and memorisation.py (on the smoke profile's digits)."""
+variants), memorisation.py (on the smoke profile's digits) and warm_overhead.py (its timer replaced)."""
 
 from __future__ import annotations
 
@@ -59,3 +59,26 @@ def test_memorisation_reports_the_forget_gap_per_training_length(tmp_path, capsy
     assert list(table["epochs"]) == [2, 4] and (table["train_s"] > 0).all()
     assert table["gap"].tolist() == (table["forget_acc_original"] - table["forget_acc_retrain"]).tolist()
     assert "experiment seed 100" in capsys.readouterr().out
+
+
+def test_warm_overhead_adds_each_notebooks_steps_and_the_preflight(monkeypatch):
+    warm = load("warm_overhead")
+    assert len(warm.figures_notebooks()) == 9 and "search" not in warm.figures_notebooks()
+    calls = []
+
+    def fake_seconds(cmd, repeats):  # papermill on the empty notebook 2 s, on the imports one 5 s
+        calls.append(cmd)
+        assert repeats == 2
+        if "papermill" in cmd:
+            notebook = warm.nbformat.read(cmd[-2], as_version=4)
+            assert notebook.metadata.kernelspec.name == "python3"
+            return 5.0 if notebook.cells else 2.0
+        return 3.0 if "nmu.scrub" in cmd else 4.0
+
+    monkeypatch.setattr(warm, "seconds", fake_seconds)
+    steps = warm.measure(2, "quick")
+    assert steps == {"kernel": 2.0, "imports": 3.0, "scrub": 3.0, "preflight": 4.0} and len(calls) == 4
+    text = warm.report(steps, 9, 120)
+    assert "9 notebooks x 8.0 s + preflight 4.0 s = 76 s" in text and "leaves 44 s" in text
+    with pytest.raises(SystemExit):
+        warm.main(["--repeats", "0"])
