@@ -3,7 +3,9 @@
 ``make figures`` and ``make search`` run it on every notebook papermill writes. It rewrites outputs
 only, never a number: paths under the checkout (``--root``, default this one) become relative to it,
 the home folder becomes ``~``, a progress widget (tqdm in Jupyter, frozen at its first frame in a
-saved notebook) is dropped, and a text progress bar keeps its last frame, a one-line summary.
+saved notebook) is dropped, and a text progress bar keeps its last frame, a one-line summary (none
+where the bar erased itself). The kernel sends a bar's frames as many stream outputs (ipykernel
+forwards even what nmu writes to the process's own stderr); they are merged first, as Jupyter shows them.
 
     python -m nmu.scrub results/quick/sample_wise.ipynb [--root /where/it/ran]
 """
@@ -31,9 +33,49 @@ def relative(text: str, roots: list[str]) -> str:
     return text.replace(str(Path.home()).rstrip("/") + "/", "~/")
 
 
+CONTROL = re.compile(r"(\r|\n|\x1b\[A)")
+"""What tqdm moves the cursor with: to the line's start, to the next line, one line up (nested bars)."""
+
+
 def last_frames(text: str) -> str:
-    """Each line of ``text`` redrawn with carriage returns reduced to its last frame."""
-    return "\n".join(line.rstrip("\r").split("\r")[-1] for line in text.split("\n"))
+    """``text`` as a terminal shows it once written (what is written at a line's start replaces the
+    line, as tqdm's frames do): each bar at its last frame, lines redrawn blank (a bar that erased
+    itself) left out."""
+    lines, drawn, row, col = [""], [False], 0, 0
+    for piece in CONTROL.split(text):
+        if piece == "\r":
+            col = 0
+        elif piece == "\n":
+            row, col = row + 1, 0
+            if row == len(lines):
+                lines.append("")
+                drawn.append(False)
+        elif piece == "\x1b[A":
+            row = max(row - 1, 0)
+        elif piece:
+            lines[row] = piece if col == 0 else lines[row][:col] + piece  # a bar redraws its whole line
+            col += len(piece)
+            drawn[row] |= "\r" in text
+    erased = [d and not line.strip() for line, d in zip(lines, drawn)]
+    kept = [line for line, gone in zip(lines, erased) if not gone]
+    return "\n".join(kept + ([""] if erased[-1] else []))  # an erased last line: the newline before it stays
+
+
+def merged_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``outputs`` with each run of stream outputs of one stream (stdout, stderr) as one output. A
+    progress frame that ends a piece is redrawn by the next piece (the carriage return a scrub before
+    this merge dropped is put back)."""
+    merged: list[dict[str, Any]] = []
+    for output in outputs:
+        last = merged[-1] if merged else {}
+        if output.get("output_type") == "stream" and last.get("output_type") == "stream" \
+                and last.get("name") == output.get("name"):
+            before = "".join(last.get("text", ""))
+            redraw = "\r" if PROGRESS.search(before.rsplit("\n", 1)[-1]) else ""
+            merged[-1] = {**last, "text": before + redraw + "".join(output.get("text", ""))}
+        else:
+            merged.append(output)
+    return merged
 
 
 def _is_progress_widget(output: dict[str, Any]) -> bool:
@@ -65,11 +107,11 @@ def scrub_notebook(notebook: dict[str, Any], roots: list[str]) -> dict[str, Any]
         if "outputs" not in cell:
             continue
         kept = []
-        for output in cell["outputs"]:
-            if _is_progress_widget(output):
-                continue
+        for output in merged_streams([o for o in cell["outputs"] if not _is_progress_widget(o)]):
             if output.get("output_type") == "stream":
                 text = last_frames("".join(output.get("text", "")))
+                if not text:
+                    continue
                 output = {**output, "text": text.splitlines(keepends=True)}
             kept.append(_scrub_output(output, change))
         cell["outputs"] = kept

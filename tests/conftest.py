@@ -70,3 +70,13 @@ def real_data_root(tmp_path_factory: pytest.TempPathFactory):
                          start_new_session=True)
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def streams_run_together(notebook: dict) -> bool:
+    """Whether a cell of ``notebook`` has two outputs of one stream in a row, or a carriage return in one."""
+    for cell in notebook["cells"]:
+        streams = [(o.get("name"), "".join(o.get("text", ""))) if o["output_type"] == "stream" else (None, "")
+                   for o in cell.get("outputs", [])]
+        if any("\r" in text for _, text in streams) or any(a[0] and a[0] == b[0] for a, b in zip(streams, streams[1:])):
+            return True
+    return False

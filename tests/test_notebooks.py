@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import streams_run_together
 from nmu.plan import plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +101,9 @@ def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     cmd = ["make", "-C", str(REPO), "-j2", "figures", "PROFILE=smoke", f"RESULTS={results}", f"PY={sys.executable}",
            f"NMU_DATA={root}", f"SHARED_DATA={no_archives}",
            "-o", ".venv/.installed"]  # the test's interpreter already has everything installed
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread each, two notebooks at once
+    # tiny models: one thread each, two notebooks at once; without pytest's marker the kernels forward
+    # what the process writes to its stderr (the terminal's progress) into the notebook, as outside tests
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     for notebook in (nb for nb in NOTEBOOKS if nb.stem not in NOT_FIGURES):
@@ -114,6 +117,7 @@ def test_make_figures_smoke_writes_every_file_and_is_incremental(tmp_path):
     assert "nmu: this machine:" in proc.stdout and f"of {len(NOTEBOOKS) - len(NOT_FIGURES)}, claims" in proc.stdout
     for executed in results.glob("*.ipynb"):  # progress went to the terminal; no path of this checkout
         assert "widget-view" not in executed.read_text() and str(REPO) not in executed.read_text(), executed.name
+        assert not streams_run_together(json.loads(executed.read_text())), executed.name  # frames merged
     stamps = sorted(p.name for p in (results / ".done").iterdir() if not p.name.startswith("."))
     assert stamps == sorted(set(EXPECTED) - set(NOT_FIGURES))
     # every figure of one experiment names its data set and experiment seed (in its title, which each

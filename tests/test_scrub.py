@@ -6,8 +6,9 @@ import json
 import re
 from pathlib import Path
 
+from conftest import streams_run_together
 from nmu.report import REPO
-from nmu.scrub import WIDGET, scrub
+from nmu.scrub import WIDGET, scrub, scrub_notebook
 
 MACHINE_PATH = re.compile(r"(^|[^\w.~-])/(home|work|tmp|Users|root|mnt|opt|var|scratch|private)/")
 """An absolute path of a typical Linux or macOS machine (``/work/...``, ``/home/...``)."""
@@ -36,12 +37,30 @@ def test_scrub_makes_paths_relative_drops_frozen_bars_and_keeps_the_rest(tmp_pat
     scrub(path, [where])
     out = json.loads(path.read_text())
     outputs = out["cells"][0]["outputs"]
-    assert len(outputs) == 4 and "widgets" not in out["metadata"]
-    assert outputs[0]["text"] == ["nmu/unlearn.py:207: UserWarning: ssd\n"]
-    assert outputs[1]["text"] == ["runs: 100%|##########| 2/2 [00:01<00:00]\n"]  # the last frame: a summary
-    assert outputs[2]["data"] == {"text/plain": ["outputs in results/quick/x"], "image/png": image}
-    assert outputs[3]["evalue"] == "~/data missing" and outputs[3]["traceback"] == ["File nmu/data.py"]
+    assert len(outputs) == 3 and "widgets" not in out["metadata"]
+    assert outputs[0]["text"] == ["nmu/unlearn.py:207: UserWarning: ssd\n",  # one stream: one output
+                                  "runs: 100%|##########| 2/2 [00:01<00:00]\n"]  # the last frame: a summary
+    assert outputs[1]["data"] == {"text/plain": ["outputs in results/quick/x"], "image/png": image}
+    assert outputs[2]["evalue"] == "~/data missing" and outputs[2]["traceback"] == ["File nmu/data.py"]
     assert out["metadata"]["papermill"]["input_path"] == "notebooks/x.ipynb"
+
+
+def test_a_bar_sent_frame_by_frame_keeps_its_last_frame_or_nothing():
+    """ipykernel forwards a bar written to the process's stderr one frame per output: merged per stream,
+    each bar reduced to its last frame, one that erased itself (tqdm's leave=False) gone. Notebooks an
+    earlier scrub left with one output per frame, their carriage returns dropped, come out the same."""
+    frames = ["\rdecode:   0%|          | 0/50", "\rdecode:  50%|#####     | 25/50", "\rdecode: 100%|##########| 50/50\n",
+              "\rfit:  10%|#         | 1/10", "\rfit:  90%|######### | 9/10", "\r" + " " * 30 + "\r"]
+    raw = [_output(f) for f in frames[:3]] + [{"name": "stdout", "output_type": "stream", "text": ["done\n"]}] + \
+          [_output(f) for f in frames[3:]] + [_output("a warning\n")]
+    earlier = [{**o, "text": [o["text"][0].replace("\r", "")]} for o in raw]
+    for outputs in (raw, earlier):
+        cell = {"cell_type": "code", "metadata": {}, "source": [], "outputs": outputs}
+        out = scrub_notebook({"cells": [cell], "metadata": {}}, ["/nowhere"])["cells"][0]["outputs"]
+        assert [(o["name"], o["text"]) for o in out] == [
+            ("stderr", ["decode: 100%|##########| 50/50\n"]), ("stdout", ["done\n"]), ("stderr", ["a warning\n"])]
+    erased = {"cell_type": "code", "metadata": {}, "source": [], "outputs": [_output(f) for f in frames[3:]]}
+    assert scrub_notebook({"cells": [erased], "metadata": {}}, [])["cells"][0]["outputs"] == []
 
 
 def test_committed_results_hold_no_machine_path_and_no_frozen_progress_bar():
@@ -53,3 +72,5 @@ def test_committed_results_hold_no_machine_path_and_no_frozen_progress_bar():
     assert leaks == []
     frozen = [str(p.relative_to(REPO)) for p in files if p.suffix == ".ipynb" and WIDGET in p.read_text()]
     assert frozen == []
+    frames = [str(p.relative_to(REPO)) for p in files if p.suffix == ".ipynb" and streams_run_together(json.loads(p.read_text()))]
+    assert frames == []
