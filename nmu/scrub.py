@@ -42,6 +42,7 @@ def last_frames(text: str) -> str:
     line, as tqdm's frames do): each bar at its last frame, lines redrawn blank (a bar that erased
     itself) left out."""
     lines, drawn, row, col = [""], [False], 0, 0
+    redrawn = "\r" in text  # blank lines are erased bars only where something was redrawn
     for piece in CONTROL.split(text):
         if piece == "\r":
             col = 0
@@ -55,7 +56,7 @@ def last_frames(text: str) -> str:
         elif piece:
             lines[row] = piece if col == 0 else lines[row][:col] + piece  # a bar redraws its whole line
             col += len(piece)
-            drawn[row] |= "\r" in text
+            drawn[row] |= redrawn
     erased = [d and not line.strip() for line, d in zip(lines, drawn)]
     kept = [line for line, gone in zip(lines, erased) if not gone]
     return "\n".join(kept + ([""] if erased[-1] else []))  # an erased last line: the newline before it stays

@@ -217,7 +217,8 @@ def _progress_setting() -> str:
 def progress_bar(*, progress: bool = True, **kwargs: Any):
     """A tqdm progress bar (``kwargs`` as tqdm's), disabled unless :func:`progress_enabled`. With
     ``$NMU_PROGRESS=terminal`` (what ``make`` sets for papermill) it is plain text on the process's own
-    stderr, the terminal that runs ``make``, and nothing of it lands in the executed notebook; else
+    stderr, the terminal that runs ``make`` (ipykernel forwards it to the notebook too, where
+:mod:`nmu.scrub` keeps each bar's last frame); else
     ``tqdm.auto`` (a widget in Jupyter, text in a shell)."""
     if _progress_setting() == "terminal":
         from tqdm import tqdm
