@@ -70,7 +70,7 @@ paper-ledger: $(STAMP)
 
 # What a lent GPU machine without nmu's packages or network needs, in git-ignored folders to carry
 # (bench/gpu/README.md): the CIFAR archives, submitit (.whl/) and papermill's wheels (.whl-nb/),
-# all for CPython 3.12 on x86-64.
+# all for CPython 3.12 on x86-64; then what each device_check.sh mode carries, the working tree included.
 WHEEL_TARGET := --only-binary=:all: --no-deps --python-version 3.12 --implementation cp \
 	$(foreach n,2_28 2_27 2_26 2_17 2_12 2_5,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64 \
 	--platform manylinux2010_x86_64 --platform manylinux1_x86_64 --platform any
@@ -81,6 +81,13 @@ paper-carry:
 	cp -u $(SHARED_DATA)/cifar10-jpeg.tar.xz $(SHARED_DATA)/cifar100-jpeg.tar.xz .paper-data/
 	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl "$$(grep -i '^submitit==' requirements.txt)"
 	$(PYTHON) -m pip download --quiet $(WHEEL_TARGET) -d .whl-nb -r bench/gpu/notebook-wheels.txt
+	@bytes() { du -cb "$$@" 2>/dev/null | tail -1 | cut -f1; }; \
+	tree=$$(git ls-files -coz --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1); \
+	awk -v t="$$tree" -v c10="$$(bytes .paper-data/cifar10-jpeg.tar.xz .whl)" \
+		-v c100="$$(bytes .paper-data/cifar100-jpeg.tar.xz .whl)" -v nb="$$(bytes .paper-data .whl .whl-nb)" \
+		'BEGIN { m = 1048576; printf "make paper-carry: what a lease carries, this working tree (%.1f MiB) included, of 64 MiB:", t / m; \
+		printf " check %.1f MiB, check --dataset cifar100 %.1f, figures and notebook %.1f\n", (t + c10) / m, (t + c100) / m, (t + nb) / m; \
+		fflush(); if ((t + nb) / m > 64) print "make paper-carry: figures and notebook exceed 64 MiB; untracked files travel too: move them out" > "/dev/stderr" }'
 
 # Every notebook, executed by papermill into $(RESULTS)/ (figures PNG+PDF, tables MD+CSV,
 # manifest.json per notebook). Trained models come from the checkpoint cache in $(NMU_DATA).
