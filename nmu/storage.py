@@ -218,8 +218,8 @@ def progress_bar(*, progress: bool = True, **kwargs: Any):
     """A tqdm progress bar (``kwargs`` as tqdm's), disabled unless :func:`progress_enabled`. With
     ``$NMU_PROGRESS=terminal`` (what ``make`` sets for papermill) it is plain text on the process's own
     stderr, the terminal that runs ``make`` (ipykernel forwards it to the notebook too, where
-:mod:`nmu.scrub` keeps each bar's last frame); else
-    ``tqdm.auto`` (a widget in Jupyter, text in a shell)."""
+    :mod:`nmu.scrub` keeps what a terminal would show at the end); else ``tqdm.auto`` (a widget in
+    Jupyter, text in a shell)."""
     if _progress_setting() == "terminal":
         from tqdm import tqdm
 
