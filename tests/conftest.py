@@ -72,6 +72,14 @@ def real_data_root(tmp_path_factory: pytest.TempPathFactory):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def committed(folder: str) -> list[Path]:
+    """The files under ``REPO/folder`` that git tracks: what a clone holds, not what the user's own runs
+    (``make smoke``, a notebook run elsewhere) added beside them."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", folder], capture_output=True,
+                            check=True).stdout.decode()
+    return [REPO / name for name in listed.split("\0") if name]
+
+
 def streams_run_together(notebook: dict) -> bool:
     """Whether a cell of ``notebook`` has two outputs of one stream in a row, or a carriage return in one."""
     for cell in notebook["cells"]:

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import streams_run_together
+from conftest import committed, streams_run_together
 from nmu.report import REPO
 from nmu.scrub import WIDGET, scrub, scrub_notebook
 
@@ -64,9 +64,9 @@ def test_a_bar_sent_frame_by_frame_keeps_its_last_frame_or_nothing():
 
 
 def test_committed_results_hold_no_machine_path_and_no_frozen_progress_bar():
-    """Every executed notebook, table and manifest under results/ (not the GPU runs' logs, kept verbatim
-    as the lent machine wrote them)."""
-    files = [p for p in (REPO / "results").rglob("*") if p.suffix in (".ipynb", ".md", ".csv", ".json", ".yaml")]
+    """Every committed executed notebook, table and manifest under results/ (not the GPU runs' logs, kept
+    verbatim as the lent machine wrote them)."""
+    files = [p for p in committed("results") if p.suffix in (".ipynb", ".md", ".csv", ".json", ".yaml")]
     assert len(files) > 100
     leaks = [f"{p.relative_to(REPO)}: {m.group(0)!r}" for p in files for m in [MACHINE_PATH.search(p.read_text())] if m]
     assert leaks == []
