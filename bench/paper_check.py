@@ -22,7 +22,11 @@
    and on a GPU whether the method's fine-tuning ran as a CUDA graph (``cuda_graph``).
 ``summary.md`` puts the numbers the paper is compared on in one page (:func:`summary`).
 
-Models and runs go to the checkpoint cache (``$NMU_DATA``), so a rerun after a time-out resumes.
+Models and runs go to the checkpoint cache (``$NMU_DATA``), so a rerun after a time-out resumes. A call
+that leaves out a stage adds to the folder of an earlier call of the same configuration on the same
+machine (:func:`earlier_check`): ``--stages 3 --methods ga`` after a budget stopped stage 3 before GA
+keeps the earlier methods' rows, uses the models the earlier call trained (its epochs, its CUDA-graph
+mode) and summarises every stage.
 The cuDNN mode comes from ``NMU_CUDNN`` (:func:`nmu.train.cudnn_mode`; ``make paper-check`` sets
 ``benchmark``), CUDA graphs from ``NMU_CUDA_GRAPHS`` (:func:`nmu.train.cuda_graphs`, on by default);
 both are recorded. On a GPU stage 0 also times nmu's trainer without CUDA graphs and checks that the
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -352,15 +357,19 @@ def stage_models(exp: Experiment, split, out: Path, ips: float | None, recipe_ep
     return table
 
 
-def stage_unlearning(exp: Experiment, split, out: Path, methods: list[str], deadline: float) -> pd.DataFrame:
+def stage_unlearning(exp: Experiment, split, out: Path, methods: list[str], deadline: float,
+                     earlier: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stage 3: the reference rows, then each method's run (:func:`nmu.runs.run_setting`, one method at a
     time) while the time left allows one more (as long as the slowest so far, with half again as margin);
-    a method that raises is recorded as failed and the others go on."""
+    a method that raises is recorded as failed and the others go on. ``earlier``: an earlier call's table
+    in ``out``, whose rows of other methods are kept (:func:`kept_rows`)."""
     records, slowest = run_setting(exp, split, []).to_dict("records"), 0.0
-    for method in methods:
+    records += kept_rows(earlier, records, methods)
+    for i, method in enumerate(methods):
         left = deadline - time.time()
         if method not in FIRST_METHODS and left < 1.5 * slowest:
-            log(f"stopping before {method}: {left:.0f} s left, a run took up to {slowest:.0f} s")
+            log(f"stopping before {method}: {left:.0f} s left, a run took up to {slowest:.0f} s; a later call on "
+                f"this machine adds the rest to this folder: --stages 3 --methods {','.join(methods[i:])}")
             break
         start = time.perf_counter()
         try:
@@ -375,9 +384,43 @@ def stage_unlearning(exp: Experiment, split, out: Path, methods: list[str], dead
         log(f"{method}: Avg. Gap {rec['avg_gap']:.2f}, {rec['seconds']:.1f} s "
             f"({100 * rec['rte_vs_retrain']:.1f} % of the retrain's time)")
         save_unlearning(records, out)
-    if len(records) == 2:
-        save_unlearning(records, out)
+    save_unlearning(records, out)
     return pd.DataFrame(records)
+
+
+def kept_rows(earlier: pd.DataFrame | None, references: list[dict], methods: list[str]) -> list[dict]:
+    """The rows of ``earlier`` (an earlier call's ``unlearning.csv``) for methods other than ``methods``,
+    if its reference rows are ``references`` (the same models, from the cache); else none, said."""
+    if earlier is None:
+        return []
+    before = earlier.set_index("method")
+    same = all(r["method"] in before.index and math.isclose(before.loc[r["method"], k], r[k], rel_tol=1e-9)
+               for r in references for k in ("acc_test", "acc_retain", "acc_forget"))
+    if not same:
+        log("the earlier call's unlearning rows were measured against other models: they are not kept")
+        return []
+    kept = earlier[~earlier["method"].isin(["retrain", "original", *methods])]
+    log(f"kept from the earlier call: {', '.join(kept['method']) or 'no method'}")
+    return kept.to_dict("records")
+
+
+SAME_CHECK = ("profile", "dataset", "fraction", "seed")
+"""What an earlier call in the same folder must share with this one for its tables to be used."""
+
+
+def earlier_check(out: Path, cfg: Config, stages: str) -> dict[str, pd.DataFrame]:
+    """The tables an earlier call of this check left in ``out``, when this call leaves out a stage
+    (``--stages 3 --methods ga`` after a budget stopped stage 3 before GA): stages not run now are
+    summarised from them, and stage 3 uses the models of ``models``. Refused when ``out`` holds another
+    configuration."""
+    if set("0123") <= set(stages) or not (out / "environment.json").is_file():
+        return {}
+    before = json.loads((out / "environment.json").read_text())["config"]
+    mine, theirs = ({k: c.get(k) for k in SAME_CHECK} for c in (cfg.__dict__, before))
+    if mine != theirs:
+        raise SystemExit(f"{out} holds a check of {theirs}, not of {mine}: give another --out, or run every stage")
+    return {name: pd.read_csv(out / f"{name}.csv") for name in ("throughput", "models", "unlearning")
+            if (out / f"{name}.csv").is_file()}
 
 
 def save_unlearning(records: list[dict], out: Path) -> None:
@@ -524,18 +567,28 @@ def main(argv: list[str] | None = None) -> None:
     deadline = start + args.budget_s if args.budget_s is not None else float("inf")
     cfg = config(args.tiny, args.dataset or PAPER.dataset, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = earlier_check(args.out, cfg, args.stages)
+    trained = None if {"1", "2"} & set(args.stages) else earlier.get("models")  # stage 3 uses these models
+    mode = None if trained is None else trained.gpu.iloc[0]  # (read back as NaN on a CPU: "null")
+    if isinstance(mode, str) and json.loads(mode).get("cuda_graphs") is False:
+        log("the earlier call trained its models without CUDA graphs: so does this call")
+        os.environ["NMU_CUDA_GRAPHS"] = "0"  # (part of the models' cache key)
     device = default_device()
     env = stage_environment(cfg, args.out, device)
-    throughput = models = runs = None
+    throughput, models, runs = (earlier.get(name) for name in ("throughput", "models", "unlearning"))
     if "0" in args.stages:
         throughput = stage_throughput(cfg, args.out, device, args.workers)
         env = stage_environment(cfg, args.out, device)  # again: stage 0 may have turned CUDA graphs off
     exp = experiment(cfg, device, "inline")
     split = exp.split("random", fraction=cfg.fraction)
+    if trained is not None and trained.epochs.iloc[0] != exp.recipe.epochs:
+        log(f"the earlier call trained {trained.epochs.iloc[0]} epochs (shortened): this call uses those models")
+        exp.recipe = exp.recipe.with_(epochs=int(trained.epochs.iloc[0]))
     if "1" in args.stages or "2" in args.stages:
         exp, models = stages_models(cfg, device, split, args.out, throughput, deadline, args.sequential)
+        runs = None  # an earlier stage 3 ran against the earlier models
     if "3" in args.stages:
-        runs = stage_unlearning(exp, split, args.out, [m for m in args.methods.split(",") if m], deadline)
+        runs = stage_unlearning(exp, split, args.out, [m for m in args.methods.split(",") if m], deadline, runs)
     atomic_write(args.out / "summary.md", lambda tmp: tmp.write_text(
         summary(env, throughput, models, runs, None if args.tiny else REFERENCE_RETRAIN[cfg.dataset])))
     log(f"done in {time.time() - start:.0f} s; {args.out}/summary.md")

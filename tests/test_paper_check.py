@@ -28,7 +28,8 @@ def paper_check():
     return module
 
 
-def test_tiny_check_writes_every_stage(paper_check, tmp_path):
+def test_tiny_check_writes_every_stage_and_a_later_call_adds_what_the_budget_stopped(paper_check, tmp_path, capsys,
+                                                                                      monkeypatch):
     out = tmp_path / "check"
     paper_check.main(["--tiny", "--out", str(out), "--budget-s", "0"])
     assert sorted(p.name for p in out.iterdir()) == [
@@ -53,6 +54,35 @@ def test_tiny_check_writes_every_stage(paper_check, tmp_path):
     assert "natmu: Avg. Gap" in summary and "s/epoch" in summary and "x**" in summary
     assert f"**15 epochs of tinyimagenet would take about {plan.projected_train_s / 60:.1f} min** per model" in summary
     assert "reference code" not in summary  # the reference retrain row is CIFAR-10's: paper configuration only
+    assert "a later call on this machine adds the rest to this folder: --stages 3 --methods ft,l1sparse," \
+        in capsys.readouterr().out
+
+    # that later call: stage 3 only, into the same folder; the earlier methods' rows are kept (RL's rerun from
+    # the cache), the earlier stages are still summarised; models trained without CUDA graphs (as a GPU
+    # check's stage 0 may decide) are looked up without them
+    models.assign(gpu='{"cudnn": "benchmark", "cuda_graphs": false}').to_csv(out / "models.csv", index=False)
+    monkeypatch.setenv("NMU_CUDA_GRAPHS", "1")
+    paper_check.main(["--tiny", "--out", str(out), "--stages", "3", "--methods", "ga,rl"])
+    assert os.environ["NMU_CUDA_GRAPHS"] == "0"
+    again = pd.read_csv(out / "unlearning.csv")
+    assert list(again.method) == ["retrain", "original", "natmu", "salun", "ga", "rl"]
+    assert again.set_index("method").avg_gap.drop("ga").to_dict() == runs.set_index("method").avg_gap.to_dict()
+    summary = (out / "summary.md").read_text()
+    assert "ga: Avg. Gap" in summary and "natmu: Avg. Gap" in summary and "s/epoch" in summary and "x**" in summary
+    with pytest.raises(SystemExit, match="holds a check of .*'seed': 0.*not of .*'seed': 1"):
+        paper_check.main(["--tiny", "--out", str(out), "--stages", "3", "--seed", "1", "--methods", "ga"])
+    assert json.loads((out / "environment.json").read_text())["config"]["seed"] == 0
+
+
+def test_earlier_rows_are_kept_only_beside_the_same_models(paper_check):
+    refs = [{"method": "retrain", "acc_test": 90.0, "acc_retain": 99.0, "acc_forget": 89.0},
+            {"method": "original", "acc_test": 91.0, "acc_retain": 99.5, "acc_forget": 99.9}]
+    earlier = pd.DataFrame(refs + [{"method": "natmu", "acc_test": 89.0, "acc_retain": 98.0, "acc_forget": 90.0},
+                                   {"method": "ga", "acc_test": 60.0, "acc_retain": 61.0, "acc_forget": 59.0}])
+    assert [r["method"] for r in paper_check.kept_rows(earlier, refs, ["ga"])] == ["natmu"]
+    other = [{**refs[0], "acc_test": 90.02}, refs[1]]  # a retrain trained again (another machine): other models
+    assert paper_check.kept_rows(earlier, other, ["ga"]) == []
+    assert paper_check.kept_rows(None, refs, ["ga"]) == []
 
 
 def test_a_failing_method_is_reported_and_the_others_run(paper_check, tmp_path, monkeypatch):
@@ -287,6 +317,33 @@ def test_device_figures_are_make_figures_notebooks_in_makes_order(tmp_path):
     assert dry.returncode == 0, dry.stderr[-2000:]
     ordered = re.findall(r"-m papermill notebooks/(\w+)\.ipynb", dry.stdout)
     assert len(ordered) > 1 and device_figures() == ordered
+
+
+def test_device_check_without_stage_0_adds_to_the_earlier_folder(tmp_path):
+    """``check --stages 3 ...`` (a later call on the same machine) keeps pc/ and appends to its log; a check
+    with stage 0 starts from an empty pc/. Install, unpacking and paper_check.py are stubbed."""
+    (tmp_path / ".paper-data").mkdir()
+    (tmp_path / ".paper-data" / "cifar10-jpeg.tar.xz").touch()
+    (tmp_path / ".whl").mkdir()
+    (tmp_path / ".whl" / "stub-0-py3-none-any.whl").touch()
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "python3").write_text('#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\n'
+                                   '[[ " $* " == *" -m nmu.archives "* ]] && exit 0\n'
+                                   '[ "$1" = bench/paper_check.py ] && echo "paper_check.py $*" && exit 0\nexit 1\n')
+    (shims / "python3").chmod(0o755)
+    (tmp_path / "pc").mkdir()
+    (tmp_path / "pc" / "unlearning.csv").write_text("the earlier call's\n")
+    path = f"{shims}:{os.environ['PATH']}"
+    for args, kept in [(["--seed", "1", "--stages", "3", "--methods", "ga"], True), (["--stages=3"], True),
+                       (["--seed", "1"], False)]:
+        run = device_script(["check", *args], {"NMU_GIT_COMMIT": "abc"}, tmp_path, path=path)
+        assert run.returncode == 0, run.stderr[-2000:]
+        with tarfile.open(tmp_path / "out" / "check.tgz") as tgz:
+            assert ("pc/unlearning.csv" in tgz.getnames()) == kept, args
+            log = tgz.extractfile("pc/log.txt").read().decode()
+        assert log.count("paper_check.py --out pc --budget-s") == (2 if args == ["--stages=3"] else 1)
+        assert log.splitlines()[-1].endswith(" ".join(args))
 
 
 def test_device_figures_stop_at_the_budget_and_pack_what_ran(tmp_path):

@@ -7,7 +7,9 @@
 #   NMU_GIT_COMMIT=<commit> bash bench/gpu/device_check.sh notebook [NOTEBOOK]              # default quickstart
 #   NMU_GIT_COMMIT=<commit> bash bench/gpu/device_check.sh figures                          # what `make figures` runs
 #
-# `check` runs bench/paper_check.py into pc/ (emptied first); `notebook` runs one notebook by papermill
+# `check` runs bench/paper_check.py into pc/ (emptied first, unless --stages leaves out stage 0: then
+# it adds to the earlier call's pc/ on this machine, e.g. `check --seed 1 --stages 3 --methods ga` after a
+# budget stopped stage 3 before GA, as paper_check.py's log says); `notebook` runs one notebook by papermill
 # under the PROFILE profile (default paper) into pc-nb/; `figures` runs every notebook `make figures`
 # runs (FIGURES below, in make's order), as its papermill recipe does (EXECUTOR, default inline, to the
 # notebooks that declare an executor; nmu.scrub; <name>.part.ipynb renamed <name>.ipynb), under the
@@ -40,9 +42,15 @@ if [ "$mode" = figures ]; then
     *) echo "bench/gpu/device_check.sh: unknown PROFILE=$profile (smoke, quick or paper)" >&2; exit 2 ;;
   esac
 else
-  dataset=cifar10
+  dataset=cifar10 stages=0123
   for ((i = 1; i <= $#; i++)); do
-    if [ "${!i}" = --dataset ]; then j=$((i + 1)); dataset=${!j:-}; fi
+    j=$((i + 1))
+    case ${!i} in
+      --dataset) dataset=${!j:-} ;;
+      --dataset=*) dataset=${!i#--dataset=} ;;
+      --stages) stages=${!j:-} ;;
+      --stages=*) stages=${!i#--stages=} ;;
+    esac
   done
   archives=("$dataset-jpeg.tar.xz")
 fi
@@ -76,10 +84,11 @@ case $mode in
   notebook) folder=pc-nb ;;
   figures) folder=results/$profile-gpu ;;
 esac
-rm -rf "$folder" && mkdir -p "$folder"
+if [ "$mode" != check ] || [[ $stages == *0* ]]; then rm -rf "$folder"; fi  # a check without stage 0 adds to pc/
+mkdir -p "$folder"
 case $mode in
   check)
-    timeout $((budget + 30)) python3 bench/paper_check.py --out pc --budget-s "$budget" "$@" 2>&1 | tee pc/log.txt
+    timeout $((budget + 30)) python3 bench/paper_check.py --out pc --budget-s "$budget" "$@" 2>&1 | tee -a pc/log.txt
     status=${PIPESTATUS[0]} ;;
   notebook)
     name=${1:-quickstart}
