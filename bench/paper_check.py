@@ -368,8 +368,9 @@ def stage_unlearning(exp: Experiment, split, out: Path, methods: list[str], dead
     for i, method in enumerate(methods):
         left = deadline - time.time()
         if method not in FIRST_METHODS and left < 1.5 * slowest:
-            log(f"stopping before {method}: {left:.0f} s left, a run took up to {slowest:.0f} s; a later call on "
-                f"this machine adds the rest to this folder: --stages 3 --methods {','.join(methods[i:])}")
+            log(f"stopping before {method}: {left:.0f} s left, a run took up to {slowest:.0f} s; the rest is added "
+                f"to this folder by a later call on this machine with this call's options and --stages 3 "
+                f"--methods {','.join(methods[i:])}")
             break
         start = time.perf_counter()
         try:
