@@ -66,11 +66,11 @@ def test_a_bar_sent_frame_by_frame_keeps_its_last_frame_or_nothing():
 def test_committed_results_hold_no_machine_path_and_no_frozen_progress_bar():
     """Every committed executed notebook, table and manifest under results/ (not the GPU runs' logs, kept
     verbatim as the lent machine wrote them)."""
-    files = [p for p in committed("results") if p.suffix in (".ipynb", ".md", ".csv", ".json", ".yaml")]
-    assert len(files) > 100
-    leaks = [f"{p.relative_to(REPO)}: {m.group(0)!r}" for p in files for m in [MACHINE_PATH.search(p.read_text())] if m]
+    texts = {str(p.relative_to(REPO)): p.read_text() for p in committed("results")
+             if p.suffix in (".ipynb", ".md", ".csv", ".json", ".yaml")}
+    assert len(texts) > 100
+    leaks = [f"{name}: {m.group(0)!r}" for name, text in texts.items() for m in [MACHINE_PATH.search(text)] if m]
     assert leaks == []
-    frozen = [str(p.relative_to(REPO)) for p in files if p.suffix == ".ipynb" and WIDGET in p.read_text()]
-    assert frozen == []
-    frames = [str(p.relative_to(REPO)) for p in files if p.suffix == ".ipynb" and streams_run_together(json.loads(p.read_text()))]
-    assert frames == []
+    notebooks = {name: text for name, text in texts.items() if name.endswith(".ipynb")}
+    assert [name for name, text in notebooks.items() if WIDGET in text] == []  # frozen widgets
+    assert [name for name, text in notebooks.items() if streams_run_together(json.loads(text))] == []  # frames
